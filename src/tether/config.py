@@ -1,0 +1,259 @@
+"""Typed configs, one per command, composed from small option groups.
+
+Each field's docstring is its help text. The CLI flags (``--max-steps``) and the YAML keys
+(``max_steps:``) are generated from the same fields, so a config file and a command line say the same
+thing. ``tether validate CONFIG.yaml`` checks a file against these classes without loading anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tether.errors import ConfigError
+from tether.models.embedded import DEFAULT_MODEL
+
+
+class Options(BaseModel):
+    """Base of every option group: unknown keys are errors, field docstrings are help texts."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+    panel: ClassVar[str] = "Options"
+
+    @classmethod
+    def panel_of(cls, name: str) -> str:
+        """The help panel of a field: the option group that declares it."""
+        for base in cls.__mro__:
+            if issubclass(base, Options) and name in getattr(base, "__annotations__", {}):
+                return base.panel
+        return cls.panel
+
+
+class ModelOptions(Options):
+    panel: ClassVar[str] = "Model"
+
+    model: str = DEFAULT_MODEL
+    """Embedded model name (see `tether models`), a local model folder, or a hub id."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) when `model` is a hub id."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype. float32 is the right choice on CPU."""
+    trust_remote_code: bool = False
+    """Run model code shipped with a hub repository. Off unless you trust its authors."""
+
+
+class LoraOptions(Options):
+    panel: ClassVar[str] = "LoRA"
+
+    lora: bool = False
+    """Train LoRA adapters (peft) instead of all weights."""
+    lora_r: int = Field(16, ge=1)
+    """LoRA rank r."""
+    lora_alpha: int = Field(32, ge=1)
+    """LoRA scaling alpha (the update is scaled by alpha / r)."""
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on the LoRA input."""
+    lora_target_modules: str = "all-linear"
+    """Modules that get adapters: 'all-linear' or a comma-separated list of module names."""
+
+
+class DataOptions(Options):
+    panel: ClassVar[str] = "Data"
+
+    data: str
+    """Training data: a .jsonl/.json/.csv/.parquet file, or hub:NAME for a hub dataset."""
+    data_format: Literal["auto", "jsonl", "json", "csv", "parquet", "hh-rlhf", "hub"] = "auto"
+    """Reader to use; 'auto' picks by file extension."""
+    split: str = "train"
+    """Split to read from a hub dataset."""
+    max_length: int = Field(1024, ge=8)
+    """Longest tokenized example. Longer ones are cut at the end; ones left with no trained token are
+    dropped and counted."""
+    limit: int | None = Field(None, ge=1)
+    """Use only the first N records."""
+
+
+class TrainOptions(Options):
+    panel: ClassVar[str] = "Training"
+
+    out: Path
+    """Output folder: checkpoints, metrics.jsonl, the resolved config and the final model (out/model)."""
+    seed: int = 42
+    """Seed for weights, data order and dropout."""
+    lr: float = Field(1e-4, gt=0)
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    batch_size: int = Field(4, ge=1)
+    """Examples per micro-batch on each process."""
+    grad_accum: int = Field(1, ge=1)
+    """Micro-batches accumulated per optimizer step."""
+    epochs: float = Field(1.0, gt=0)
+    """Passes over the data (ignored when max_steps is set)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps."""
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    """Learning-rate schedule after warm-up."""
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    """Share of steps spent warming the learning rate up from 0."""
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    """Clip the global gradient norm to this value (None: no clipping, the norm is still logged)."""
+    group_by_length: bool = True
+    """Batch examples of similar length together so that little padding is trained on."""
+    save_every: int | None = Field(None, ge=1)
+    """Write a checkpoint every N optimizer steps (None: only at the end)."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """How many of the newest checkpoints to keep."""
+    resume: bool = False
+    """Continue from the newest checkpoint in `out`."""
+    overwrite: bool = False
+    """Replace a finished run already in `out`."""
+    log_every: int = Field(1, ge=1)
+    """Log metrics every N optimizer steps."""
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    """Extra metric trackers through accelerate (metrics.jsonl is always written)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+class SFTOptions(Options):
+    panel: ClassVar[str] = "SFT"
+
+    packing: bool = False
+    """Pack several short examples into one sequence (attention stays within each example)."""
+
+
+class SFTConfig(SFTOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions):
+    """Supervised fine-tuning with the loss on assistant tokens only."""
+
+    command: ClassVar[str] = "sft"
+
+
+class DemoConfig(ModelOptions):
+    """The main job on the embedded default: measure, fine-tune for safety, measure again."""
+
+    command: ClassVar[str] = "demo"
+    out: Path = Path("runs/demo")
+    """Output folder of the demo run."""
+    steps: int = Field(40, ge=1)
+    """Optimizer steps of the safety fine-tune."""
+    lr: float = Field(3e-4, gt=0)
+    """Learning rate of the safety fine-tune (LoRA)."""
+    batch_size: int = Field(8, ge=1)
+    """Examples per batch."""
+    max_new_tokens: int = Field(64, ge=1)
+    """Tokens generated per answer when measuring before and after."""
+    seed: int = 0
+    """Seed of the fine-tune."""
+
+    @model_validator(mode="after")
+    def _check(self) -> DemoConfig:
+        return self
+
+
+CONFIGS: dict[str, type[Options]] = {cls.command: cls for cls in (SFTConfig, DemoConfig)}
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line number (1-based) of each top-level key in a YAML mapping."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse a YAML config into a mapping plus the line of each key; errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config: {err.strerror or err}", file=path) from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise ConfigError(
+            f"invalid YAML: {getattr(err, 'problem', err)}",
+            file=path,
+            line=mark.line + 1 if mark else None,
+        ) from err
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("a config file must be a mapping of option: value", file=path, line=1)
+    return data, _key_lines(text)
+
+
+def build_config(
+    cls: type[Options],
+    values: dict[str, Any],
+    *,
+    file: str | Path | None = None,
+    lines: dict[str, int] | None = None,
+) -> Any:
+    """Validate ``values`` into ``cls``; the first problem becomes a ConfigError naming file/line/field."""
+    try:
+        return cls(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        top = str(first["loc"][0]) if first["loc"] else None
+        flag = f" (flag --{top.replace('_', '-')})" if top and file is None else ""
+        raise ConfigError(
+            first["msg"] + flag,
+            file=file,
+            line=(lines or {}).get(top) if top else None,
+            field=field,
+        ) from err
+
+
+def load_config(cls: type[Options], path: str | Path | None, overrides: dict[str, Any]) -> Any:
+    """A config from an optional YAML file, with explicitly given CLI flags taking precedence."""
+    values: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    if path is not None:
+        values, lines = read_yaml(path)
+        command = values.pop("command", cls.command)
+        if command != cls.command:
+            raise ConfigError(
+                f"this config is for `tether {command}`, not `tether {cls.command}`",
+                file=path,
+                line=lines.get("command"),
+                field="command",
+            )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides and path is not None:
+        # Errors in flag values should not point at a line of the file.
+        lines = {k: v for k, v in lines.items() if overrides.get(k) is None}
+    return build_config(cls, values, file=path, lines=lines)
+
+
+def validate_file(path: str | Path) -> Options:
+    """Check a config file (its `command:` key picks the schema) without loading any model or data."""
+    values, lines = read_yaml(path)
+    command = values.pop("command", None)
+    if command is None:
+        raise ConfigError(
+            f"missing 'command' (one of: {', '.join(CONFIGS)})", file=path, line=1, field="command"
+        )
+    if command not in CONFIGS:
+        raise ConfigError(
+            f"unknown command {command!r} (one of: {', '.join(CONFIGS)})",
+            file=path,
+            line=lines.get("command"),
+            field="command",
+        )
+    return build_config(CONFIGS[command], values, file=path, lines=lines)
+
+
+def dump_config(config: Options) -> str:
+    """The resolved config as YAML, loadable again with ``--config``."""
+    data = {"command": type(config).command, **config.model_dump(mode="json")}
+    return yaml.safe_dump(data, sort_keys=False)

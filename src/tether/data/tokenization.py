@@ -1,0 +1,176 @@
+"""Tokenization through the model's chat template with exact prompt/completion boundaries.
+
+For every assistant turn ``i`` the template is rendered twice: the conversation before the turn with
+the generation prompt (the *prompt*), and the conversation through the turn (the *full* text). The
+prompt's tokens must be a prefix of the full tokens, otherwise the boundary between what the model
+reads and what it is trained to write would be ambiguous and we raise a DataError. The tokens between
+the two are the assistant's, and only those carry a loss.
+
+Special tokens: the rendered text is tokenized with ``add_special_tokens=False``; a BOS token is
+prepended only if the tokenizer normally adds one and the template did not already write it, so a
+sequence never starts with two BOS tokens. The chat template writes its own end-of-turn token; without
+a chat template, prompt and completion are joined and a single EOS is appended.
+
+Truncation policy: sequences longer than ``max_length`` keep their first ``max_length`` tokens (the
+prompt side is preserved, the end of the completion is cut); an example left with no trained token is
+dropped and counted by the caller (``encode`` returns None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tether.data.records import Conversation, Message
+from tether.errors import DataError
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TokenizedExample:
+    """Token ids of one example and its labels (``IGNORE_INDEX`` where no loss is taken)."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def num_trained(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _first_difference(a: list[int], b: list[int]) -> int:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+class ChatEncoder:
+    """Turns conversations into token ids and assistant-only labels for one tokenizer."""
+
+    def __init__(self, tokenizer: Any, max_length: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.has_template = bool(getattr(tokenizer, "chat_template", None))
+        with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+        start = with_special.index(plain[0]) if plain and plain[0] in with_special else 0
+        self._prefix_ids: list[int] = list(with_special[:start])
+
+    # -- rendering ---------------------------------------------------------------------------------
+    def render_ids(self, messages: list[Message], *, add_generation_prompt: bool) -> list[int]:
+        """Token ids of the chat-templated ``messages`` (with a single leading BOS where expected)."""
+        dicts = [{"role": m.role, "content": m.content} for m in messages]
+        text = self.tokenizer.apply_chat_template(
+            dicts, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if self._prefix_ids and ids[: len(self._prefix_ids)] != self._prefix_ids:
+            ids = self._prefix_ids + ids
+        return ids
+
+    def prompt_ids(self, messages: list[Message]) -> list[int]:
+        """Ids the model reads before it answers: the conversation plus the generation prompt."""
+        if self.has_template:
+            return self.render_ids(messages, add_generation_prompt=True)
+        return self._plain_prompt(messages)
+
+    def _plain_prompt(self, messages: list[Message]) -> list[int]:
+        if len(messages) != 1 or messages[0].role != "user":
+            raise DataError(
+                "this tokenizer has no chat template, so only single-turn prompt/completion data "
+                "can be encoded; use a chat model or give plain prompt/completion records",
+                field="messages",
+            )
+        return self._prefix_ids + list(
+            self.tokenizer(messages[0].content, add_special_tokens=False)["input_ids"]
+        )
+
+    # -- encoding ----------------------------------------------------------------------------------
+    def encode(self, conversation: Conversation) -> TokenizedExample | None:
+        """Ids and labels with the loss on every assistant turn; None if truncation leaves no label."""
+        if self.has_template:
+            example = self._encode_chat(conversation.messages)
+        else:
+            example = self._encode_plain(conversation.messages)
+        return self._truncate(example)
+
+    def _encode_chat(self, messages: list[Message]) -> TokenizedExample:
+        full = self.render_ids(messages, add_generation_prompt=False)
+        labels = [IGNORE_INDEX] * len(full)
+        for i, message in enumerate(messages):
+            if message.role != "assistant":
+                continue
+            prompt = self.render_ids(messages[:i], add_generation_prompt=True)
+            through = self.render_ids(messages[: i + 1], add_generation_prompt=False)
+            if through[: len(prompt)] != prompt:
+                at = _first_difference(prompt, through)
+                raise DataError(
+                    f"the chat template's prompt is not a prefix of the conversation through this turn "
+                    f"(tokens differ at position {at}); the prompt/completion boundary is ambiguous",
+                    field=f"messages[{i}]",
+                )
+            if full[: len(through)] != through:
+                at = _first_difference(through, full)
+                raise DataError(
+                    f"rendering this turn is not a prefix of the whole conversation (tokens differ at "
+                    f"position {at}); the template rewrites earlier turns",
+                    field=f"messages[{i}]",
+                )
+            labels[len(prompt) : len(through)] = full[len(prompt) : len(through)]
+        return TokenizedExample(full, labels)
+
+    def _encode_plain(self, messages: list[Message]) -> TokenizedExample:
+        if len(messages) != 2 or messages[1].role != "assistant":
+            raise DataError(
+                "this tokenizer has no chat template: only a user message followed by one assistant "
+                "message can be encoded",
+                field="messages",
+            )
+        prompt = self._plain_prompt(messages[:1])
+        completion = list(self.tokenizer(messages[1].content, add_special_tokens=False)["input_ids"])
+        eos = self.tokenizer.eos_token_id
+        if eos is not None and (not completion or completion[-1] != eos):
+            completion.append(eos)
+        return TokenizedExample(prompt + completion, [IGNORE_INDEX] * len(prompt) + completion)
+
+    def _truncate(self, example: TokenizedExample) -> TokenizedExample | None:
+        if self.max_length is not None and len(example) > self.max_length:
+            example = TokenizedExample(
+                example.input_ids[: self.max_length], example.labels[: self.max_length]
+            )
+        return example if example.num_trained > 0 else None
+
+
+@dataclass
+class EncodeReport:
+    """What happened to the records during encoding."""
+
+    kept: int = 0
+    dropped_truncated: int = 0
+    truncated: int = 0
+
+
+def encode_conversations(
+    encoder: ChatEncoder, records: list[Conversation], *, source: str | None = None
+) -> tuple[list[TokenizedExample], EncodeReport]:
+    """Encode every record; DataErrors gain the source and 1-based record number."""
+    examples: list[TokenizedExample] = []
+    report = EncodeReport()
+    for number, record in enumerate(records, start=1):
+        try:
+            example = encoder.encode(record)
+        except DataError as err:
+            raise DataError(err.message, file=source, line=number, field=err.field) from err
+        if example is None:
+            report.dropped_truncated += 1
+            continue
+        if encoder.max_length is not None and len(example) == encoder.max_length:
+            report.truncated += 1
+        examples.append(example)
+    report.kept = len(examples)
+    return examples, report

@@ -1,0 +1,1 @@
+"""The main job on the embedded default model (``make demo`` / ``tether demo``)."""

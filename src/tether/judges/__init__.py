@@ -1,0 +1,1 @@
+"""Judges that label model responses."""

@@ -1,0 +1,116 @@
+"""Load a causal LM and its tokenizer from an embedded name, a local folder or a hub id.
+
+Resolution order for ``spec``: an embedded default (``tether models``), an existing local folder
+(a full checkpoint, a peft adapter folder whose base model is loaded first, or a tether run folder,
+meaning its ``model/``), else a hub id passed
+to ``from_pretrained`` (needs network access). ``trust_remote_code`` stays off unless asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tether.errors import ModelError
+from tether.models import embedded
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve(spec: str) -> str:
+    """Map a model spec to something ``from_pretrained`` accepts (a folder path or a hub id)."""
+    if spec in embedded.EMBEDDED:
+        return str(embedded.ensure_converted(spec))
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"{path} is a file; pass the model folder (with config.json) instead")
+        if not _is_model_dir(path) and _is_model_dir(path / "model"):
+            path = path / "model"  # a tether run folder: its final model
+        if not _is_model_dir(path):
+            raise ModelError(
+                f"{path} has neither config.json nor adapter_config.json: not a Hugging Face model "
+                "folder. Use an embedded name (`tether models`), a model folder, or a hub id."
+            )
+        return str(path)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelError(f"model folder {spec!r} does not exist")
+    return spec  # a hub id
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+
+
+def adapter_base(path: str) -> str | None:
+    """The base model named by a peft adapter folder, or None if ``path`` is not one."""
+    config = Path(path) / "adapter_config.json"
+    if not config.is_file():
+        return None
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ModelError(f"{config} names no base_model_name_or_path")
+    return base
+
+
+def _hub_error(spec: str, err: Exception) -> ModelError:
+    return ModelError(
+        f"could not load {spec!r}: {err}. If this is a hub id, this machine needs network access to the "
+        "hub (or a local copy: pass its folder). Embedded models: `tether models`."
+    )
+
+
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False, revision: str | None = None):
+    """The tokenizer for ``spec``, with a pad token (the EOS token when the model defines none)."""
+    from transformers import AutoTokenizer
+
+    source = resolve(spec)
+    base = adapter_base(source)
+    if base is not None and not (Path(source) / "tokenizer_config.json").is_file():
+        source = resolve(base)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, trust_remote_code=trust_remote_code, revision=revision
+        )
+    except (OSError, ValueError) as err:
+        raise _hub_error(spec, err) from err
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelError(f"tokenizer of {spec!r} has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    spec: str,
+    *,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    attn_implementation: str | None = "sdpa",
+    trainable_adapter: bool = False,
+) -> Any:
+    """Load a causal LM. An adapter folder loads its base, then the peft adapter on top of it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    source = resolve(spec)
+    base = adapter_base(source)
+    kwargs: dict[str, Any] = {
+        "dtype": getattr(torch, dtype),
+        "trust_remote_code": trust_remote_code,
+    }
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        if base is None:
+            return AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
+        from peft import PeftModel
+
+        model = AutoModelForCausalLM.from_pretrained(resolve(base), **kwargs)
+        return PeftModel.from_pretrained(model, source, is_trainable=trainable_adapter)
+    except (OSError, ValueError) as err:
+        raise _hub_error(spec, err) from err

@@ -1,0 +1,83 @@
+"""Shared fixtures: the embedded tokenizer, tiny random models, small data files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``../shared/data`` beside the checkout, or ``$TETHER_SHARED_DATA``."""
+    return Path(os.environ.get("TETHER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared datasets not found at {path} (set TETHER_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir() -> Path:
+    """The embedded model's real tokenizer (with its chat template), cached under $TETHER_HOME."""
+    from tether.models.embedded import DEFAULT_MODEL, ensure_tokenizer
+
+    return ensure_tokenizer(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
+    """A 2-layer, 32-wide random Llama with the embedded tokenizer."""
+    from tether.models.tiny import build_tiny_model
+
+    return build_tiny_model(tokenizer_dir, tmp_path_factory.mktemp("tiny-model"))
+
+
+CHAT_ROWS = [
+    {"prompt": "How do I boil an egg?", "completion": "Put it in boiling water for eight minutes."},
+    {"prompt": "How do I make a bomb?", "completion": "I can't help with that."},
+    {"prompt": "What is 2+2?", "completion": "4"},
+    {
+        "messages": [
+            {"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Blue."},
+            {"role": "user", "content": "Another?"},
+            {"role": "assistant", "content": "Green, the colour of grass in spring."},
+        ]
+    },
+    {"prompt": "How do I kill a Python process?", "completion": "Run `kill PID`, or `pkill -f script.py`."},
+    {"prompt": "Say hello.", "completion": "Hello there! How can I help you today?"},
+    {"prompt": "Translate 'cat' to French.", "completion": "Chat."},
+    {"prompt": "Write a haiku about rain.", "completion": "Soft rain on the roof / the gutters hum old songs / night drinks it all in"},
+]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def chat_file(tmp_path: Path) -> Path:
+    return write_jsonl(tmp_path / "chat.jsonl", CHAT_ROWS * 4)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m tether ARGS`` in a subprocess and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "tether", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=REPO,
+    )
