@@ -57,7 +57,10 @@ CHAT_ROWS = [
     {"prompt": "How do I kill a Python process?", "completion": "Run `kill PID`, or `pkill -f script.py`."},
     {"prompt": "Say hello.", "completion": "Hello there! How can I help you today?"},
     {"prompt": "Translate 'cat' to French.", "completion": "Chat."},
-    {"prompt": "Write a haiku about rain.", "completion": "Soft rain on the roof / the gutters hum old songs / night drinks it all in"},
+    {
+        "prompt": "Write a haiku about rain.",
+        "completion": "Soft rain on the roof / the gutters hum old songs / night drinks it all in",
+    },
 ]
 
 
@@ -71,7 +74,9 @@ def chat_file(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "chat.jsonl", CHAT_ROWS * 4)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run ``python -m tether ARGS`` in a subprocess and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "tether", *args],

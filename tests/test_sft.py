@@ -9,11 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import run_cli
-
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    name = "adapter_model.safetensors" if (model_dir / "adapter_model.safetensors").exists() else "model.safetensors"
+    name = (
+        "adapter_model.safetensors"
+        if (model_dir / "adapter_model.safetensors").exists()
+        else "model.safetensors"
+    )
     return load_file(str(model_dir / name))
 
 
@@ -24,8 +26,14 @@ def test_sft_trains_and_saves(tmp_path, tiny_model_dir, chat_file, lora):
 
     out = tmp_path / "run"
     config = SFTConfig(
-        model=str(tiny_model_dir), data=str(chat_file), out=out, lora=lora, max_steps=4, batch_size=4,
-        lr=1e-2, progress=False,
+        model=str(tiny_model_dir),
+        data=str(chat_file),
+        out=out,
+        lora=lora,
+        max_steps=4,
+        batch_size=4,
+        lr=1e-2,
+        progress=False,
     )
     model_dir = run_sft(config)
     assert model_dir == out / "model"

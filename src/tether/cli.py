@@ -59,11 +59,16 @@ def data_check(
     kind: Annotated[
         str, typer.Option(help="Record kind: conversation, preference or unpaired.")
     ] = "conversation",
-    format: Annotated[str, typer.Option("--format", help="Reader: auto, jsonl, json, csv, parquet, hh-rlhf, hub.")] = "auto",
+    format: Annotated[
+        str, typer.Option("--format", help="Reader: auto, jsonl, json, csv, parquet, hh-rlhf, hub.")
+    ] = "auto",
     model: Annotated[
-        str | None, typer.Option(help="Also tokenize with this model's chat template and report token lengths.")
+        str | None,
+        typer.Option(help="Also tokenize with this model's chat template and report token lengths."),
     ] = None,
-    max_length: Annotated[int | None, typer.Option(help="Report how many examples exceed this length.")] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Report how many examples exceed this length.")
+    ] = None,
 ) -> None:
     """Validate a data file and print counts and length statistics."""
     from tether.data.readers import read_records

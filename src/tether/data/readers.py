@@ -122,8 +122,8 @@ def read_records_with_report(
         raise DataError(f"on_invalid must be 'error' or 'skip', not {on_invalid!r}", file=file)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"limit must be a positive integer, not {limit!r}", file=file)
-    adapter = f"{fmt} ({container})" if fmt != container and fmt != "auto" else container
-    report = ReadReport(source=file, fmt=adapter, kind=kind)
+    described = f"{fmt} ({container})" if fmt not in (container, "auto") else container
+    report = ReadReport(source=file, fmt=described, kind=kind)
     records: list[Record] = []
     for line, row in _rows(file, container, split):
         report.rows += 1
@@ -141,12 +141,10 @@ def read_records_with_report(
             break
     report.records = len(records)
     if not records:
-        why = (
-            f"all {report.skipped} rows are invalid; the first: {report.examples[0]}"
-            if report.skipped
-            else ""
-        )
-        raise DataError(f"no {kind} records found ({why or 'the source has no rows'})", file=file)
+        why = "the source has no rows"
+        if report.skipped:
+            why = f"all {report.skipped} rows are invalid; the first: {report.examples[0]}"
+        raise DataError(f"no {kind} records found ({why})", file=file)
     return records, report
 
 

@@ -156,7 +156,9 @@ class Preference(BaseModel):
 
     @classmethod
     def from_implicit(
-        cls, chosen_messages: Sequence[Message | Mapping[str, Any]], rejected_messages: Sequence[Any]
+        cls,
+        chosen_messages: Sequence[Message | Mapping[str, Any]],
+        rejected_messages: Sequence[Message | Mapping[str, Any]],
     ) -> Preference:
         """Split the longest common leading messages of two full conversations off as the prompt.
 
