@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import enum
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from tether.cli_options import config_command
 from tether.config import DemoConfig, SFTConfig, load_config, validate_file
+from tether.data.readers import FORMATS
 from tether.errors import TetherError
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect and validate datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
+RecordKindChoice = enum.Enum("RecordKindChoice", {k: k for k in ("conversation", "preference", "unpaired")}, type=str)
+FormatChoice = enum.Enum("FormatChoice", {f.replace("-", "_"): f for f in FORMATS}, type=str)
 err_console = Console(stderr=True)
 
 
@@ -56,40 +60,40 @@ def models_command() -> None:
 @data_app.command("check")
 def data_check(
     file: Annotated[str, typer.Argument(help="Data file (.jsonl/.json/.csv/.parquet) or hub:NAME.")],
-    kind: Annotated[
-        str, typer.Option(help="Record kind: conversation, preference or unpaired.")
-    ] = "conversation",
+    kind: Annotated[RecordKindChoice, typer.Option(help="What each row is.")] = RecordKindChoice.conversation,
     format: Annotated[
-        str, typer.Option("--format", help="Reader: auto, jsonl, json, csv, parquet, hh-rlhf, hub.")
-    ] = "auto",
+        FormatChoice, typer.Option("--format", help="Reader; auto picks by extension.")
+    ] = FormatChoice.auto,
     model: Annotated[
         str | None,
         typer.Option(help="Also tokenize with this model's chat template and report token lengths."),
     ] = None,
-    max_length: Annotated[
-        int | None, typer.Option(help="Report how many examples exceed this length.")
-    ] = None,
+    max_length: Annotated[int | None, typer.Option(help="Report how many examples exceed this length.")] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Count and skip invalid rows instead of stopping at the first.")
+    ] = False,
 ) -> None:
-    """Validate a data file and print counts and length statistics."""
-    from tether.data.readers import read_records
+    """Validate a data file and print counts and length statistics (exit code 2 on the first bad row)."""
+    from tether.data.readers import read_records_with_report
     from tether.data.summary import summarize
 
-    if kind not in ("conversation", "preference", "unpaired"):
-        raise TetherError(f"--kind must be conversation, preference or unpaired, not {kind!r}")
-    records = read_records(file, kind, format)  # type: ignore[arg-type]
+    records, report = read_records_with_report(
+        file, kind.value, format.value, on_invalid="skip" if skip_invalid else "error"
+    )
+    if report.skipped:
+        console.print(f"[yellow]skipped[/]: {report}")
     token_lengths = None
     if model is not None:
         from tether.data.tokenization import ChatEncoder
-        from tether.data.tokenize_records import token_lengths_of
+        from tether.data.tokenization import token_lengths as measure
         from tether.models.loading import load_tokenizer
 
-        token_lengths = token_lengths_of(ChatEncoder(load_tokenizer(model)), records, source=file)
-    summary = summarize(records, token_lengths=token_lengths)
-    console.print(summary.to_rich_table())
+        token_lengths = measure(ChatEncoder(load_tokenizer(model)), records, source=file)
+    console.print(summarize(records, token_lengths=token_lengths).to_rich_table())
     if max_length is not None and token_lengths is not None:
         over = sum(n > max_length for n in token_lengths)
         console.print(f"{over} of {len(token_lengths)} examples exceed max_length={max_length}")
-    console.print(f"[green]ok[/]: {file}: {len(records)} valid {kind} records")
+    console.print(f"[green]ok[/]: {file}: {len(records)} valid {kind.value} records")
 
 
 def _sft(config: SFTConfig) -> None:
@@ -118,25 +122,13 @@ def validate_command(
     console.print(f"[green]ok[/]: {config} is a valid `tether {type(parsed).command}` config")
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """Entry point: TetherErrors become one red line on stderr and their exit code."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: a TetherError becomes one red line on stderr and its exit code (2 for bad input)."""
     try:
-        return app(args=argv, standalone_mode=False)
+        app(args=argv)
     except TetherError as err:
         err_console.print(f"[bold red]error[/]: {err}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -93,11 +93,12 @@ class ChatEncoder:
     # -- encoding ----------------------------------------------------------------------------------
     def encode(self, conversation: Conversation) -> TokenizedExample | None:
         """Ids and labels with the loss on every assistant turn; None if truncation leaves no label."""
+        return self._truncate(self._encode_full(conversation))
+
+    def _encode_full(self, conversation: Conversation) -> TokenizedExample:
         if self.has_template:
-            example = self._encode_chat(conversation.messages)
-        else:
-            example = self._encode_plain(conversation.messages)
-        return self._truncate(example)
+            return self._encode_chat(conversation.messages)
+        return self._encode_plain(conversation.messages)
 
     def _encode_chat(self, messages: list[Message]) -> TokenizedExample:
         full = self.render_ids(messages, add_generation_prompt=False)
@@ -174,3 +175,28 @@ def encode_conversations(
         examples.append(example)
     report.kept = len(examples)
     return examples, report
+
+
+def _as_messages(text_or_messages: str | list[Message], role: str) -> list[Message]:
+    if isinstance(text_or_messages, str):
+        return [Message(role=role, content=text_or_messages)]
+    return list(text_or_messages)
+
+
+def token_lengths(encoder: ChatEncoder, records: list[Any], *, source: str | None = None) -> list[int]:
+    """Untruncated token length of each record (for a preference pair, its longer side)."""
+    whole = ChatEncoder(encoder.tokenizer)
+    lengths = []
+    for number, record in enumerate(records, start=1):
+        try:
+            if isinstance(record, Conversation):
+                lengths.append(len(whole._encode_full(record)))
+                continue
+            prompt = _as_messages(record.prompt, "user")
+            sides = [record.chosen, record.rejected] if hasattr(record, "chosen") else [record.completion]
+            lengths.append(
+                max(len(whole._encode_full(Conversation(messages=prompt + _as_messages(s, "assistant")))) for s in sides)
+            )
+        except DataError as err:
+            raise DataError(err.message, file=source, line=number, field=err.field) from err
+    return lengths

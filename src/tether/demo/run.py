@@ -27,7 +27,7 @@ from tether.train.sft import run_sft
 
 def answer(model_spec: str, prompts: list[DemoPrompt], max_new_tokens: int, tokenizer: Any) -> list[str]:
     model = load_model(model_spec)
-    engine = GenerationEngine(model, tokenizer, batch_size=16, progress=True)
+    engine = GenerationEngine(model, tokenizer, batch_size=96, progress=True)
     return engine.generate([p.prompt for p in prompts], SamplingParams(max_new_tokens=max_new_tokens))
 
 

@@ -1,7 +1,9 @@
 """Batched generation with Hugging Face ``generate``: left padding, KV cache, seeded sampling.
 
 Prompts are chat-templated (when the tokenizer has a template) and sorted by length so that each
-batch pads little; results come back in the caller's order.
+batch pads little; results come back in the caller's order. On a CPU, decoding is bound by reading the
+weights once per step (about 0.1 s for the 135M-parameter default in fp32), almost independent of the
+batch size, so large batches are the cheap way to go fast.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class SamplingParams:
 class GenerationEngine:
     """Generate answers to chat prompts in batches."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 16, progress: bool = False) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, progress: bool = False) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.encoder = ChatEncoder(tokenizer)

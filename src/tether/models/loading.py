@@ -18,8 +18,11 @@ from tether.models import embedded
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def resolve(spec: str) -> str:
-    """Map a model spec to something ``from_pretrained`` accepts (a folder path or a hub id)."""
+def resolve(spec: str, *, tokenizer_only: bool = False) -> str:
+    """Map a model spec to something ``from_pretrained`` accepts (a folder path or a hub id).
+
+    With ``tokenizer_only`` a folder holding just a tokenizer is accepted too.
+    """
     if spec in embedded.EMBEDDED:
         return str(embedded.ensure_converted(spec))
     path = Path(spec).expanduser()
@@ -28,6 +31,8 @@ def resolve(spec: str) -> str:
             raise ModelError(f"{path} is a file; pass the model folder (with config.json) instead")
         if not _is_model_dir(path) and _is_model_dir(path / "model"):
             path = path / "model"  # a tether run folder: its final model
+        if tokenizer_only and (path / "tokenizer_config.json").is_file():
+            return str(path)
         if not _is_model_dir(path):
             raise ModelError(
                 f"{path} has neither config.json nor adapter_config.json: not a Hugging Face model "
@@ -65,7 +70,7 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False, revision: str 
     """The tokenizer for ``spec``, with a pad token (the EOS token when the model defines none)."""
     from transformers import AutoTokenizer
 
-    source = resolve(spec)
+    source = resolve(spec, tokenizer_only=True)
     base = adapter_base(source)
     if base is not None and not (Path(source) / "tokenizer_config.json").is_file():
         source = resolve(base)
