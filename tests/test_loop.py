@@ -100,3 +100,11 @@ def test_batch_plan_is_deterministic_and_groups_lengths():
     shuffled = BatchPlan(lengths, batch_size=8, seed=1, group_by_length=False)
     spread_random = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in shuffled.batches(0))
     assert spread < spread_random / 5
+
+
+def test_tensorboard_tracker_writes_events(tmp_path, tiny_model_dir, chat_file):
+    pytest.importorskip("tensorboard")
+    config = _config(tmp_path, tiny_model_dir, chat_file, max_steps=2, report_to=["tensorboard"])
+    run_sft(config)
+    events = list(config.out.rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file written"

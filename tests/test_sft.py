@@ -51,6 +51,9 @@ def test_sft_trains_and_saves(tmp_path, tiny_model_dir, chat_file, lora):
         merged = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
         changed = [n for n, p in merged.named_parameters() if not torch.equal(p, before[n])]
         assert changed, "LoRA adapters loaded with plain peft changed no weight"
+        # transformers itself loads a peft adapter folder (with peft installed) onto its base model.
+        plain = AutoModelForCausalLM.from_pretrained(model_dir)
+        assert any("lora_" in n for n, _ in plain.named_parameters())
     else:
         trained = _weights(model_dir)
         initial = _weights(tiny_model_dir)

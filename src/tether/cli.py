@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -122,8 +124,16 @@ def validate_command(
     console.print(f"[green]ok[/]: {config} is a valid `tether {type(parsed).command}` config")
 
 
+def _quiet_libraries() -> None:
+    """tether shows its own progress; hide per-file loading bars and upstream deprecation chatter."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a TetherError becomes one red line on stderr and its exit code (2 for bad input)."""
+    _quiet_libraries()
     try:
         app(args=argv)
     except TetherError as err:

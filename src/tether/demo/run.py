@@ -53,7 +53,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
 
     console.rule("[bold]2. safety SFT data (refusals + the model's own helpful answers)")
     helpful = [p for p in train if p.kind != "harmful"]
-    own = answer(config.model, helpful, config.max_new_tokens * 2, tokenizer)
+    own = answer(config.model, helpful, config.max_new_tokens, tokenizer)
     own_answer = {p.prompt: a for p, a in zip(helpful, own, strict=True)}
     data = out / "sft_data.jsonl"
     with data.open("w") as f:

@@ -1,0 +1,165 @@
+"""Helpers shared by the benchmark scripts: machine description, matmul peak, child runs, tables.
+
+Every benchmark prints the exact command, the machine and the peer it compares with (STYLE.md, "Numbers
+you can trust"); these helpers keep that part identical across scripts.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+"""Benchmarks never reach the network: any hub call fails fast instead of timing a download."""
+
+
+def command_line() -> str:
+    """The command as typed, with the interpreter, relative to the repository root when possible."""
+
+    def shown(path: Path) -> str:
+        try:
+            return str(path.relative_to(REPO))
+        except ValueError:
+            return str(path)
+
+    python = Path(sys.executable).absolute()
+    return shlex.join([shown(python), shown(Path(sys.argv[0]).resolve()), *sys.argv[1:]])
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(packages: Sequence[str] = ("torch", "transformers", "peft", "accelerate", "trl")) -> dict:
+    """CPU, cores, memory, load, thread count and package versions of this run."""
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    try:
+        import psutil
+
+        mem_gib = psutil.virtual_memory().total / 2**30
+    except ImportError:
+        mem_gib = None
+    return {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory_gib": round(mem_gib, 1) if mem_gib else None,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {name: _version(name) for name in ("tether", *packages)},
+    }
+
+
+def matmul_peak(n: int = 2048, warmup: int = 3, repeats: int = 10) -> dict:
+    """Best-of-``repeats`` fp32 ``torch.matmul`` of two n x n matrices (2 n^3 FLOPs) after ``warmup`` calls."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen)
+    b = torch.randn(n, n, generator=gen)
+    out = torch.empty(n, n)
+    for _ in range(warmup):
+        torch.matmul(a, b, out=out)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.matmul(a, b, out=out)
+        times.append(time.perf_counter() - started)
+    flops = 2 * n**3
+    return {
+        "n": n,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "best_s": min(times),
+        "median_s": sorted(times)[len(times) // 2],
+        "gflops_best": flops / min(times) / 1e9,
+        "gflops_median": flops / sorted(times)[len(times) // 2] / 1e9,
+    }
+
+
+@dataclass
+class ChildResult:
+    returncode: int
+    max_rss_bytes: int
+    wall_s: float
+    log: Path
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def run_child(argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> ChildResult:
+    """Run ``argv`` in a fresh process; its own peak RSS comes from ``os.wait4`` (not the cumulative
+    ``RUSAGE_CHILDREN``, which keeps the largest child seen so far)."""
+    started = time.perf_counter()
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            list(argv), stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **OFFLINE_ENV, **(env or {})}
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen so it does not wait again
+    # Linux reports ru_maxrss in KiB.
+    return ChildResult(proc.returncode, usage.ru_maxrss * 1024, time.perf_counter() - started, log)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub markdown table; numbers right-aligned."""
+
+    def cell(value: object) -> str:
+        return "—" if value is None else str(value)
+
+    body = [[cell(v) for v in row] for row in rows]
+    align = [
+        "---:" if body and all(_numeric(r[i]) for r in body if r[i] != "—") else "---" for i in range(len(headers))
+    ]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text.replace(",", "").rstrip("%x×"))
+    except ValueError:
+        return False
+    return True
