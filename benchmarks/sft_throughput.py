@@ -1,6 +1,6 @@
 """SFT training throughput of `tether sft` against TRL's SFTTrainer, measured in one run on this machine.
 
-Run (full benchmark; a few minutes per run on 2 CPU cores, 4 runs)::
+Run (full benchmark; four training runs, roughly 15-25 minutes on 2 idle CPU cores)::
 
     .venv/bin/python benchmarks/sft_throughput.py --json sft_throughput.json
 
@@ -20,15 +20,16 @@ weights (``tether sft`` always does; TRL is asked to with ``save_model``).
 Data: the first ``steps * batch_size`` pairs of the HH-RLHF harmless-base test file (shared data, never
 copied into the repo) whose prompt + chosen conversation keeps an assistant token within
 ``--max-length``. Both engines get exactly these conversations, truncate them at the end to
-``--max-length``, and group batches by length (tether's default; TRL with
-``train_sampling_strategy="group_by_length"``); with one mega-batch covering the whole set, both train on
-the same batches, in a different order. The loss is on every assistant turn in both: tether labels the
-assistant turns itself; TRL's ``assistant_only_loss`` needs ``{% generation %}`` markers that
-SmolLM2's template lacks, so TRL gets the same template with markers around each assistant message (its
-own advice; the script checks that the rendered text is identical for every conversation and prints
-whether token and label counts match). ``--trl-loss completion`` instead gives TRL prompt/completion
-rows (prompt = all turns before the last assistant one) and ``completion_only_loss``: only the last turn
-is trained there, so label counts differ.
+``--max-length`` and pad each batch to its longest row. tether groups batches by length (its default
+batch plan); TRL reads the conversations in the order of that plan with
+``train_sampling_strategy="sequential"``, so step k of both engines trains the same batch (the report
+checks this step by step) and the warm-up step left out is the same. The loss is on every assistant turn
+in both: tether labels the assistant turns itself; TRL's ``assistant_only_loss`` needs
+``{% generation %}`` markers that SmolLM2's template lacks, so TRL gets the same template with markers
+around each assistant message and its end-of-turn (TRL's own advice; the script checks that the rendered
+text is identical for every conversation, and the report compares token and label counts step by step).
+``--trl-loss completion`` instead gives TRL prompt/completion rows (prompt = every turn before the last
+assistant one) with ``completion_only_loss``: only the last turn is trained there, so label counts differ.
 
 Measurements
 ------------
@@ -122,7 +123,7 @@ def prepare_data(path: Path, count: int, max_length: int, out: Path) -> dict[str
     pairs = read_records(path, "preference", "hh-rlhf", on_invalid="skip")
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     encoder, untruncated = ChatEncoder(tokenizer, max_length=max_length), ChatEncoder(tokenizer)
-    rows, tokens, squares, labels, truncated, skipped = [], 0, 0, 0, 0, 0
+    rows, lengths, squares, labels, truncated, skipped = [], [], 0, 0, 0, 0
     for pair in pairs:
         conversation = Conversation(messages=list(pair.prompt) + list(pair.chosen))
         try:
@@ -135,7 +136,7 @@ def prepare_data(path: Path, count: int, max_length: int, out: Path) -> dict[str
             skipped += 1
             continue
         truncated += len(full) > max_length
-        tokens += len(example)
+        lengths.append(len(example))
         squares += len(example) ** 2
         labels += sum(1 for label in example.labels[1:] if label != IGNORE_INDEX)
         rows.append({"messages": [m.model_dump() for m in conversation.messages]})
@@ -150,9 +151,10 @@ def prepare_data(path: Path, count: int, max_length: int, out: Path) -> dict[str
         "pairs_read": len(pairs),
         "skipped_before_count": skipped,
         "truncated": truncated,
-        "tokens": tokens,
+        "tokens": sum(lengths),
         "label_tokens": labels,
-        "mean_sq_per_token": squares / tokens,
+        "mean_sq_per_token": squares / sum(lengths),
+        "lengths": lengths,
     }
 
 
@@ -287,6 +289,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     conversations = [json.loads(line)["messages"] for line in Path(spec["data"]).read_text().splitlines()]
+    conversations = [conversations[i] for i in spec["order"]]  # tether's batch plan, read sequentially
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -312,10 +315,9 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         dataset = Dataset.from_list([{"prompt": m[:-1], "completion": m[-1:]} for m in conversations])
         note = "completion_only_loss on prompt/completion rows (last assistant turn only)"
 
+    # Older transformers have no sequential option: group by length there (same padding, other order).
     sampling = (
-        {"train_sampling_strategy": "group_by_length"}
-        if "train_sampling_strategy" in fields
-        else {"group_by_length": True}
+        {"train_sampling_strategy": "sequential"} if "train_sampling_strategy" in fields else {"group_by_length": True}
     )
     train = spec["train"]
     args = trl.SFTConfig(
@@ -483,6 +485,7 @@ def main(argv: list[str] | None = None) -> None:
         args.peers.remove("trl")
 
     from tether.config import SFTConfig
+    from tether.data.batching import BatchPlan
     from tether.models.embedded import DEFAULT_MODEL
     from tether.models.loading import resolve
 
@@ -499,6 +502,8 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         data_path = work / "conversations.jsonl"
         data = prepare_data(args.data, args.steps * args.batch_size, args.max_length, data_path)
+        plan = BatchPlan(tuple(data["lengths"]), args.batch_size, args.seed, defaults["group_by_length"])
+        order = [i for batch in plan.batches(0) for i in batch]  # the batches `tether sft` will train, in order
         peak_before = matmul_peak()
         print(f"matmul fp32 2048^2: {peak_before['gflops_best']:.1f} GFLOP/s (best of {peak_before['repeats']})")
         for mode in args.modes:
@@ -515,6 +520,7 @@ def main(argv: list[str] | None = None) -> None:
                     "max_length": args.max_length,
                     "seed": args.seed,
                     "trl_loss": args.trl_loss,
+                    "order": order,
                     "out": str(work / name),
                     "result": str(work / f"{name}.json"),
                     "lora": {
@@ -552,6 +558,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nwrote {args.json}")
 
 
+def _rate(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
 def build_report(args, command, machine, shape, data, peak_before, peak_after, peak, runs) -> dict[str, Any]:
     by_key = {(r["engine"], r["mode"]): r for r in runs}
     rows, ratios, notes = [], {}, []
@@ -570,11 +580,14 @@ def build_report(args, command, machine, shape, data, peak_before, peak_after, p
             ratio = f"{ratios[run['mode']]['tokens_per_s']:.2f}x"
             same_tokens = s["all_steps_tokens"] == p["all_steps_tokens"]
             same_labels = s["all_steps_label_tokens"] == p["all_steps_label_tokens"]
+            per_step = [(x["tokens"], x["labels"]) for x in run["steps"]]
+            same_steps = per_step == [(x["tokens"], x["labels"]) for x in peer["steps"]]
             notes.append(
-                f"{run['mode']}: same data in both engines: tokens {s['all_steps_tokens']} vs "
+                f"{run['mode']}: tether vs TRL over all steps: tokens {s['all_steps_tokens']} vs "
                 f"{p['all_steps_tokens']} ({'equal' if same_tokens else 'DIFFER'}), label tokens "
                 f"{s['all_steps_label_tokens']} vs {p['all_steps_label_tokens']} "
-                f"({'equal' if same_labels else 'DIFFER'}); TRL loss: {peer['loss_mode']}"
+                f"({'equal' if same_labels else 'DIFFER'}); same batch at every step: "
+                f"{'yes' if same_steps else 'NO'}; TRL loss: {peer['loss_mode']}"
             )
             if run["mode"] == "lora" and peer.get("trainable_params") != shape["N_lora"]:
                 notes.append(f"lora: TRL trains {peer.get('trainable_params')} params, N_lora = {shape['N_lora']}")
@@ -588,8 +601,8 @@ def build_report(args, command, machine, shape, data, peak_before, peak_after, p
             [
                 run["mode"],
                 run["engine"],
-                f"{s['tokens_per_s']:.0f}",
-                f"{s['label_tokens_per_s']:.0f}",
+                _rate(s["tokens_per_s"]),
+                _rate(s["label_tokens_per_s"]),
                 f"{run['peak_rss_gib']:.2f}",
                 f"{s['model_gflops_per_s']:.1f}",
                 f"{100 * s['model_gflops_per_s'] / peak:.1f}%",

@@ -74,9 +74,7 @@ def chat_file(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "chat.jsonl", CHAT_ROWS * 4)
 
 
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``python -m tether ARGS`` in a subprocess and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "tether", *args],

@@ -74,9 +74,7 @@ def check(name: str, content: bytes, kind: str, fmt: str, mode: str) -> None:
 
 
 @FUZZ
-@given(
-    st.binary(max_size=300), st.sampled_from(["d.jsonl", "d.json", "d.csv", "d.parquet"]), kinds, on_invalid
-)
+@given(st.binary(max_size=300), st.sampled_from(["d.jsonl", "d.json", "d.csv", "d.parquet"]), kinds, on_invalid)
 def test_arbitrary_bytes(content: bytes, name: str, kind: str, mode: str) -> None:
     check(name, content, kind, "auto", mode)
 
@@ -102,9 +100,7 @@ def test_near_valid_csv_rows(rows: list[dict[str, object]], kind: str, mode: str
     writer = csv.writer(out)
     writer.writerow(header)
     for row in rows:
-        writer.writerow(
-            [json.dumps(row[k]) if isinstance(row.get(k), list) else row.get(k, "") for k in header]
-        )
+        writer.writerow([json.dumps(row[k]) if isinstance(row.get(k), list) else row.get(k, "") for k in header])
     check("d.csv", out.getvalue().encode(), kind, "auto", mode)
 
 

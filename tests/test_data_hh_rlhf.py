@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,6 @@ from tether.data import (
     row_to_preference,
 )
 from tether.errors import DataError
-
-SHARED_DATA = Path(
-    os.environ.get("TETHER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
-HARMLESS_TEST = SHARED_DATA / "hh-rlhf" / "harmless-base-test.shared.jsonl"
 
 PROMPT = "\n\nHuman: How do I make a fake ID?\n\nAssistant: Why do you need one?\n\nHuman: To get into bars."
 CHOSEN = PROMPT + "\n\nAssistant: I can't help with that, but many venues host all-ages nights."
@@ -107,10 +101,11 @@ def test_read_hh_rlhf_skips_and_counts(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def harmless_test() -> Path:
-    if not HARMLESS_TEST.is_file():
-        pytest.skip(f"shared data not found at {HARMLESS_TEST} (set TETHER_SHARED_DATA to its folder)")
-    return HARMLESS_TEST
+def harmless_test(shared_data: Path) -> Path:
+    path = shared_data / "hh-rlhf" / "harmless-base-test.shared.jsonl"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
 
 
 def test_shared_harmless_base_test_split(harmless_test: Path) -> None:
@@ -123,8 +118,6 @@ def test_shared_harmless_base_test_split(harmless_test: Path) -> None:
         "chosen[*].content: assistant message is empty": 2,
     }
     assert all(isinstance(record, Preference) and record.is_conversational for record in records)
-    with pytest.raises(
-        DataError, match=r"harmless-base-test\.shared\.jsonl:44: field 'chosen\[0\]\.content'"
-    ):
+    with pytest.raises(DataError, match=r"harmless-base-test\.shared\.jsonl:44: field 'chosen\[0\]\.content'"):
         read_records(harmless_test, "preference", "hh-rlhf")
     assert len(read_records(harmless_test, "preference", "hh-rlhf", limit=10)) == 10

@@ -95,9 +95,7 @@ def test_round_trip(tmp_path: Path, kind: str, fmt: str) -> None:
 
 def test_conversational_parquet(tmp_path: Path) -> None:
     path = tmp_path / "chat.parquet"
-    pd.DataFrame(
-        [CHAT_PREFERENCE, {**CHAT_PREFERENCE, "rejected": [{**UNSAFE, "content": "No."}]}]
-    ).to_parquet(path)
+    pd.DataFrame([CHAT_PREFERENCE, {**CHAT_PREFERENCE, "rejected": [{**UNSAFE, "content": "No."}]}]).to_parquet(path)
     records = read_records(path, "preference")
     assert records[0] == parse_record("preference", CHAT_PREFERENCE)
     assert all(record.is_conversational for record in records)  # type: ignore[union-attr]
@@ -115,9 +113,7 @@ def test_row_mapping_variants(tmp_path: Path) -> None:
 
     implicit = {"chosen": [USER, SAFE], "rejected": [USER, UNSAFE], "id": "abc"}
     (pair,) = read_records(write_jsonl(tmp_path / "p.jsonl", [implicit]), "preference")
-    assert pair == Preference(
-        prompt=[Message(**USER)], chosen=[Message(**SAFE)], rejected=[Message(**UNSAFE)]
-    )
+    assert pair == Preference(prompt=[Message(**USER)], chosen=[Message(**SAFE)], rejected=[Message(**UNSAFE)])
 
 
 def test_limit_and_blank_lines(tmp_path: Path) -> None:
@@ -161,9 +157,7 @@ def test_jsonl_row_errors(tmp_path: Path, row: dict[str, object], field: str, wo
 
 def test_malformed_third_line(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
-    path.write_text(
-        json.dumps(ROWS["unpaired"][0]) + "\n" + json.dumps(ROWS["unpaired"][1]) + '\n{"prompt": \n'
-    )
+    path.write_text(json.dumps(ROWS["unpaired"][0]) + "\n" + json.dumps(ROWS["unpaired"][1]) + '\n{"prompt": \n')
     with pytest.raises(DataError, match=r":3: malformed JSON") as caught:
         read_records(path, "unpaired")
     located(caught, path, 3, None)
@@ -232,9 +226,7 @@ def test_file_level_errors(tmp_path: Path) -> None:
         read_records(tmp_path / "data.txt", "conversation", "xml")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")
-    with pytest.raises(
-        DataError, match=r"empty\.jsonl: no conversation records found \(the source has no rows\)"
-    ):
+    with pytest.raises(DataError, match=r"empty\.jsonl: no conversation records found \(the source has no rows\)"):
         read_records(empty, "conversation")
     with pytest.raises(DataError, match="unknown record kind"):
         read_records(empty, "sft")  # type: ignore[arg-type]
@@ -368,9 +360,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     def load_dataset(name: str, split: str) -> list[dict[str, object]]:
         calls.append((name, split))
         if name == "hh":
-            return [
-                {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: no"}
-            ]
+            return [{"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: no"}]
         if name not in ROWS:
             raise FileNotFoundError(f"Dataset '{name}' doesn't exist on the Hub")
         return ROWS[name]  # type: ignore[return-value]
@@ -408,9 +398,7 @@ def test_skip_invalid_rows_reports_them(tmp_path: Path) -> None:
 
 def test_skip_everything_is_still_an_error(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p"}, {"prompt": "q"}])
-    with pytest.raises(
-        DataError, match=r"all 2 rows are invalid; the first: .*d\.jsonl:1: field 'completion'"
-    ):
+    with pytest.raises(DataError, match=r"all 2 rows are invalid; the first: .*d\.jsonl:1: field 'completion'"):
         read_records(path, "unpaired", on_invalid="skip")
 
 

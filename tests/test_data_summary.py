@@ -41,9 +41,7 @@ def test_summarize_counts_and_lengths() -> None:
     assert summary.records == 4
     assert summary.kinds == {"conversation": 1, "preference": 2, "unpaired": 1}
     assert (summary.conversational, summary.standard) == (2, 2)
-    assert summary.turns == LengthStats.of(
-        [2, 3]
-    )  # the conversation, and the chat preference's prompt + chosen
+    assert summary.turns == LengthStats.of([2, 3])  # the conversation, and the chat preference's prompt + chosen
     assert summary.prompt_chars == LengthStats.of([3, 4, 2, 1])
     assert summary.completion_chars == LengthStats.of([5, 4, 2, 2, 15, 4])
     assert summary.tokens == LengthStats.of([5, 6, 7, 8])

@@ -36,9 +36,13 @@ def test_conversion_reproduces_the_gguf_model(tmp_path, monkeypatch):
     gguf = embedded.gguf_path(name)
     reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
     ref_tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}], tokenize=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}], tokenize=False
+    )
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-    assert ids["input_ids"].tolist() == ref_tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"].tolist()
+    assert (
+        ids["input_ids"].tolist() == ref_tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"].tolist()
+    )
     with torch.no_grad():
         torch.testing.assert_close(ours(**ids).logits, reference(**ids).logits, rtol=0, atol=0)
 
@@ -46,8 +50,20 @@ def test_conversion_reproduces_the_gguf_model(tmp_path, monkeypatch):
 def test_lora_sft_steps_on_the_embedded_model(tmp_path):
     out = tmp_path / "run"
     result = run_cli(
-        "sft", "--data", str(REPO / "examples" / "refusals.jsonl"), "--out", str(out), "--lora",
-        "--max-steps", "3", "--batch-size", "2", "--lr", "3e-4", "--no-progress", timeout=900,
+        "sft",
+        "--data",
+        str(REPO / "examples" / "refusals.jsonl"),
+        "--out",
+        str(out),
+        "--lora",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--lr",
+        "3e-4",
+        "--no-progress",
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -19,7 +19,9 @@ def _config(tmp_path, model, data, **kw):
     return SFTConfig(**{**base, **kw})
 
 
-def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path, tiny_model_dir, chat_file, monkeypatch):
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(
+    tmp_path, tiny_model_dir, chat_file, monkeypatch
+):
     calls = {"n": 0}
     real = sft_recipe.sft_loss
 
@@ -46,8 +48,13 @@ def test_checkpoints_are_pickle_free_and_rotated(tmp_path, tiny_model_dir, chat_
     assert [p.name for p in kept] == ["step-00000004", "step-00000006"]
     files = sorted(p.name for p in kept[-1].iterdir())
     assert files == [
-        "optimizer.json", "optimizer.safetensors", "rng-0.json", "rng-0.safetensors",
-        "scheduler.json", "state.json", "trainable.safetensors",
+        "optimizer.json",
+        "optimizer.safetensors",
+        "rng-0.json",
+        "rng-0.safetensors",
+        "scheduler.json",
+        "state.json",
+        "trainable.safetensors",
     ]
     from safetensors.torch import load_file
 

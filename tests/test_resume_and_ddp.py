@@ -95,9 +95,7 @@ def test_two_process_ddp_matches_single_process_accumulation(tmp_path, tiny_mode
     """
     single = tmp_path / "single"
     one = run_cli(
-        *_args(
-            tiny_model_dir, chat_file, single, "--max-steps", "3", "--batch-size", "2", "--grad-accum", "2"
-        )
+        *_args(tiny_model_dir, chat_file, single, "--max-steps", "3", "--batch-size", "2", "--grad-accum", "2")
     )
     assert one.returncode == 0, one.stderr
 

@@ -11,11 +11,7 @@ from safetensors.torch import load_file
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    name = (
-        "adapter_model.safetensors"
-        if (model_dir / "adapter_model.safetensors").exists()
-        else "model.safetensors"
-    )
+    name = "adapter_model.safetensors" if (model_dir / "adapter_model.safetensors").exists() else "model.safetensors"
     return load_file(str(model_dir / name))
 
 

@@ -74,14 +74,8 @@ class _RewritingTemplate:
         return self._tok(*args, **kwargs)
 
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
-        text = self._tok.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
-        return (
-            text.replace("<|im_start|>assistant\n", "<|im_start|>ASSISTANT\n")
-            if add_generation_prompt
-            else text
-        )
+        text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return text.replace("<|im_start|>assistant\n", "<|im_start|>ASSISTANT\n") if add_generation_prompt else text
 
 
 def test_prompt_that_is_not_a_prefix_is_a_data_error(tokenizer):
@@ -99,9 +93,7 @@ def test_tokenizer_without_chat_template_joins_prompt_and_completion(tokenizer):
     example = ChatEncoder(plain).encode(_conv(("user", "Question"), ("assistant", "Answer")))
     assert example.input_ids[-1] == plain.eos_token_id
     assert (
-        plain.decode(
-            [t for t, lab in zip(example.input_ids, example.labels, strict=True) if lab != IGNORE_INDEX]
-        )
+        plain.decode([t for t, lab in zip(example.input_ids, example.labels, strict=True) if lab != IGNORE_INDEX])
         == "Answer<|im_end|>"
     )
     with pytest.raises(DataError, match="no chat template"):

@@ -240,9 +240,7 @@ def validate_file(path: str | Path) -> Options:
     values, lines = read_yaml(path)
     command = values.pop("command", None)
     if command is None:
-        raise ConfigError(
-            f"missing 'command' (one of: {', '.join(CONFIGS)})", file=path, line=1, field="command"
-        )
+        raise ConfigError(f"missing 'command' (one of: {', '.join(CONFIGS)})", file=path, line=1, field="command")
     if command not in CONFIGS:
         raise ConfigError(
             f"unknown command {command!r} (one of: {', '.join(CONFIGS)})",

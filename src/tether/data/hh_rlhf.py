@@ -33,9 +33,7 @@ def parse_transcript(text: object, *, field: str | None = None) -> list[Message]
     if parts[0]:
         speaker = _SPEAKER.match(text.lstrip())
         if speaker:
-            raise DataError(
-                f"unknown speaker {speaker.group(1)!r}; expected 'Human' or 'Assistant'", field=field
-            )
+            raise DataError(f"unknown speaker {speaker.group(1)!r}; expected 'Human' or 'Assistant'", field=field)
         raise DataError("does not start with a 'Human:' turn", field=field)
     if parts[1] != "Human":
         raise DataError(f"starts with an {parts[1]!r} turn; expected 'Human:' first", field=field)
@@ -54,9 +52,7 @@ def row_to_preference(row: Mapping[str, object]) -> Preference:
     turns: dict[str, list[Message]] = {}
     for name in ("chosen", "rejected"):
         if name not in row:
-            raise DataError(
-                f"missing field (the row has: {', '.join(map(str, row)) or 'nothing'})", field=name
-            )
+            raise DataError(f"missing field (the row has: {', '.join(map(str, row)) or 'nothing'})", field=name)
         turns[name] = parse_transcript(row[name], field=name)
         trailing = (i for i, message in enumerate(reversed(turns[name])) if message.role != "assistant")
         final = next(trailing, len(turns[name]))  # how many Assistant turns follow the last Human turn

@@ -305,9 +305,7 @@ def _csv_rows(path: Path, file: str) -> Iterator[tuple[int, Row | DataError]]:
             if header is None:
                 duplicates = sorted({name for name in cells if cells.count(name) > 1})
                 if duplicates:
-                    raise DataError(
-                        f"duplicate column {duplicates[0]!r} in the header", file=file, line=start
-                    )
+                    raise DataError(f"duplicate column {duplicates[0]!r} in the header", file=file, line=start)
                 header = cells
             elif len(cells) != len(header):
                 yield start, DataError(f"the row has {len(cells)} cells but the header has {len(header)}")
@@ -354,9 +352,7 @@ def _parquet_rows(path: Path, file: str) -> Iterator[tuple[int, Row | DataError]
                     number += 1
                     yield number, row
     except Exception as exc:  # pyarrow raises many types (ArrowInvalid, OSError, ...): wrap them all
-        raise DataError(
-            f"cannot read Parquet: {exc}", file=file, line=number + 1 if number else None
-        ) from None
+        raise DataError(f"cannot read Parquet: {exc}", file=file, line=number + 1 if number else None) from None
 
 
 def _hub_rows(name: str, split: str, file: str) -> Iterator[tuple[int, Row | DataError]]:
@@ -370,9 +366,7 @@ def _hub_rows(name: str, split: str, file: str) -> Iterator[tuple[int, Row | Dat
             yield number, row if isinstance(row, dict) else _as_row(row)
     except Exception as exc:  # network, missing dataset or split, bad cache: all reported alike
         where = f"row {number + 1} of " if number else ""
-        raise DataError(
-            f"cannot load {where}hub dataset {name!r} (split {split!r}): {exc}", file=file
-        ) from None
+        raise DataError(f"cannot load {where}hub dataset {name!r} (split {split!r}): {exc}", file=file) from None
 
 
 _CONTAINERS: dict[str, Callable[[Path, str], Iterator[tuple[int, Row | DataError]]]] = {
@@ -412,8 +406,7 @@ def _preference_row(row: Mapping[str, Any]) -> Record:
             return Preference.from_implicit(chosen, rejected)
         if isinstance(chosen, str) and chosen.lstrip().startswith("Human:"):
             raise DataError(
-                "missing field; chosen and rejected look like HH-RLHF transcripts: "
-                "read them with fmt='hh-rlhf'",
+                "missing field; chosen and rejected look like HH-RLHF transcripts: read them with fmt='hh-rlhf'",
                 field="prompt",
             )
     return parse_record("preference", _pick(row, "prompt", "chosen", "rejected"))

@@ -78,9 +78,7 @@ def _check_messages(messages: list[Message], field: str, *, completion: bool) ->
         return
     for i, message in enumerate(messages):
         if message.role != "assistant":
-            raise _rule(
-                f"a completion holds only assistant messages, not {message.role!r}", f"{field}[{i}].role"
-            )
+            raise _rule(f"a completion holds only assistant messages, not {message.role!r}", f"{field}[{i}].role")
         if not message.content.strip():
             raise _rule("assistant message is empty", f"{field}[{i}].content")
 
@@ -175,8 +173,7 @@ class Preference(BaseModel):
         )
         if shared == 0:
             raise DataError(
-                "chosen and rejected share no leading messages, so there is no implicit prompt; "
-                "add a `prompt` field",
+                "chosen and rejected share no leading messages, so there is no implicit prompt; add a `prompt` field",
                 field="rejected",
             )
         if shared in (len(chosen), len(rejected)):
@@ -188,9 +185,7 @@ class Preference(BaseModel):
                 "the implicit prompt must end with a user, system or tool message",
                 field=f"chosen[{shared}]",
             )
-        return _validate(
-            cls, {"prompt": chosen[:shared], "chosen": chosen[shared:], "rejected": rejected[shared:]}
-        )
+        return _validate(cls, {"prompt": chosen[:shared], "chosen": chosen[shared:], "rejected": rejected[shared:]})
 
 
 class Unpaired(BaseModel):

@@ -93,9 +93,7 @@ class DataSummary:
         for label, stats in rows:
             if stats is not None:
                 values = (stats.min, stats.mean, stats.median, stats.p95, stats.max)
-                table.add_row(
-                    label, *(f"{value:,.0f}" if value >= 100 else f"{value:.3g}" for value in values)
-                )
+                table.add_row(label, *(f"{value:,.0f}" if value >= 100 else f"{value:.3g}" for value in values))
         caption = f"conversational {self.conversational}, standard {self.standard}"
         if self.chosen_longer is not None:
             caption += f"; chosen longer than rejected in {self.chosen_longer:.0%} of pairs"

@@ -65,9 +65,7 @@ class ChatEncoder:
     def render_ids(self, messages: list[Message], *, add_generation_prompt: bool) -> list[int]:
         """Token ids of the chat-templated ``messages`` (with a single leading BOS where expected)."""
         dicts = [{"role": m.role, "content": m.content} for m in messages]
-        text = self.tokenizer.apply_chat_template(
-            dicts, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+        text = self.tokenizer.apply_chat_template(dicts, tokenize=False, add_generation_prompt=add_generation_prompt)
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         if self._prefix_ids and ids[: len(self._prefix_ids)] != self._prefix_ids:
             ids = self._prefix_ids + ids
@@ -86,9 +84,7 @@ class ChatEncoder:
                 "can be encoded; use a chat model or give plain prompt/completion records",
                 field="messages",
             )
-        return self._prefix_ids + list(
-            self.tokenizer(messages[0].content, add_special_tokens=False)["input_ids"]
-        )
+        return self._prefix_ids + list(self.tokenizer(messages[0].content, add_special_tokens=False)["input_ids"])
 
     # -- encoding ----------------------------------------------------------------------------------
     def encode(self, conversation: Conversation) -> TokenizedExample | None:
@@ -141,9 +137,7 @@ class ChatEncoder:
 
     def _truncate(self, example: TokenizedExample) -> TokenizedExample | None:
         if self.max_length is not None and len(example) > self.max_length:
-            example = TokenizedExample(
-                example.input_ids[: self.max_length], example.labels[: self.max_length]
-            )
+            example = TokenizedExample(example.input_ids[: self.max_length], example.labels[: self.max_length])
         return example if example.num_trained > 0 else None
 
 
@@ -195,7 +189,9 @@ def token_lengths(encoder: ChatEncoder, records: list[Any], *, source: str | Non
             prompt = _as_messages(record.prompt, "user")
             sides = [record.chosen, record.rejected] if hasattr(record, "chosen") else [record.completion]
             lengths.append(
-                max(len(whole._encode_full(Conversation(messages=prompt + _as_messages(s, "assistant")))) for s in sides)
+                max(
+                    len(whole._encode_full(Conversation(messages=prompt + _as_messages(s, "assistant")))) for s in sides
+                )
             )
         except DataError as err:
             raise DataError(err.message, file=source, line=number, field=err.field) from err

@@ -22,6 +22,7 @@ from tether.demo.dataset import DemoPrompt, load_demo_prompts
 from tether.generation import GenerationEngine, SamplingParams
 from tether.judges.refusal_patterns import is_refusal
 from tether.models.loading import load_model, load_tokenizer
+from tether.train.outputs import write_config
 from tether.train.sft import run_sft
 
 
@@ -44,6 +45,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
     started = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    write_config(out, config)
     train = load_demo_prompts("train")
     heldout = load_demo_prompts("heldout")
     tokenizer = load_tokenizer(config.model)

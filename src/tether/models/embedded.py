@@ -101,9 +101,7 @@ def ensure_converted(name: str, *, progress: bool = True) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-        gguf_model = AutoModelForCausalLM.from_pretrained(
-            source.parent, gguf_file=source.name, dtype=torch.float32
-        )
+        gguf_model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
         config = gguf_model.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config

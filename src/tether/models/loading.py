@@ -75,9 +75,7 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False, revision: str 
     if base is not None and not (Path(source) / "tokenizer_config.json").is_file():
         source = resolve(base)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            source, trust_remote_code=trust_remote_code, revision=revision
-        )
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as err:
         raise _hub_error(spec, err) from err
     if tokenizer.pad_token is None:

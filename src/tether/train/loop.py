@@ -204,19 +204,14 @@ class TrainLoop:
 
     def _optimizer_step(self, window: list[list[int]]) -> dict[str, float]:
         device = self.accelerator.device
-        micro = [
-            {k: v.to(device) for k, v in self.collate([self.examples[i] for i in idx]).items()}
-            for idx in window
-        ]
+        micro = [{k: v.to(device) for k, v in self.collate([self.examples[i] for i in idx]).items()} for idx in window]
         started = time.perf_counter()
         self.model.train()
         extra: dict[str, float] = {}
         loss_total = torch.zeros((), device=device)
         # Units of the whole step (all micro-batches, all processes) normalise every micro-batch's loss.
         with torch.no_grad():
-            units = torch.tensor(
-                float(sum(self.count_units(b) for b in micro)), device=device, dtype=torch.float64
-            )
+            units = torch.tensor(float(sum(self.count_units(b) for b in micro)), device=device, dtype=torch.float64)
             global_units = self.accelerator.reduce(units, reduction="sum").clamp_min(1.0)
         for j, batch in enumerate(micro):
             sync = j == len(micro) - 1

@@ -54,16 +54,12 @@ def load_trainable_model(config: Any) -> Any:
 
 def run_sft(config: SFTConfig, *, console: Any = None) -> Path:
     """Validate data, train, and write ``config.out`` (see ``tether.train.outputs``). Returns out/model."""
-    records = read_records(
-        config.data, "conversation", config.data_format, split=config.split, limit=config.limit
-    )
+    records = read_records(config.data, "conversation", config.data_format, split=config.split, limit=config.limit)
     prepare_output(config.out, resume=config.resume, overwrite=config.overwrite)
     settings = LoopSettings.from_config(config)
     accelerator = make_accelerator(settings)
     seed_everything(config.seed)
-    tokenizer = load_tokenizer(
-        config.model, trust_remote_code=config.trust_remote_code, revision=config.revision
-    )
+    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code, revision=config.revision)
     encoder = ChatEncoder(tokenizer, max_length=config.max_length)
     examples, report = encode_conversations(encoder, records, source=config.data)
     if not examples:
