@@ -21,7 +21,8 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     from tether.demo.run import run_demo
 
     config = DemoConfig(model=str(tiny_model_dir), out=tmp_path / "demo", steps=2, max_new_tokens=4, batch_size=4)
-    result = run_demo(config, console=Console(file=open(tmp_path / "log.txt", "w")))
+    with open(tmp_path / "log.txt", "w") as log_file:
+        result = run_demo(config, console=Console(file=log_file, width=160))
     saved = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
     assert saved["refusal_rate_before"].keys() == {"harmful", "benign", "borderline"}
     assert len(saved["heldout"]) == len(load_demo_prompts("heldout"))
