@@ -1,6 +1,6 @@
 """SFT training throughput of `tether sft` against TRL's SFTTrainer, measured in one run on this machine.
 
-Run (full benchmark; four training runs, roughly 15-25 minutes on 2 idle CPU cores)::
+Run (full benchmark; four training runs, about 10 minutes on 2 idle CPU cores)::
 
     .venv/bin/python benchmarks/sft_throughput.py --json sft_throughput.json
 
@@ -18,8 +18,8 @@ trains the embedded SmolLM2-135M-Instruct (fp32, SDPA attention, no gradient che
 weights (``tether sft`` always does; TRL is asked to with ``save_model``).
 
 Data: the first ``steps * batch_size`` pairs of the HH-RLHF harmless-base test file (shared data, never
-copied into the repo) whose prompt + chosen conversation keeps an assistant token within
-``--max-length``. Both engines get exactly these conversations, truncate them at the end to
+copied into the repo) whose chosen response starts within ``--max-length`` tokens of the prompt + chosen
+conversation. Both engines get exactly these conversations, truncate them at the end to
 ``--max-length`` and pad each batch to its longest row. tether groups batches by length (its default
 batch plan); TRL reads the conversations in the order of that plan with
 ``train_sampling_strategy="sequential"``, so step k of both engines trains the same batch (the report
@@ -106,14 +106,18 @@ IGNORE_INDEX = -100
 
 
 # -- data ------------------------------------------------------------------------------------------------
-def prepare_data(path: Path, count: int, max_length: int, out: Path) -> dict[str, Any]:
-    """Write the first ``count`` usable prompt+chosen conversations of an HH-RLHF file to ``out`` (JSONL)."""
+def require_data(path: Path) -> None:
     if not path.is_file():
         sys.exit(
             f"benchmark data not found: {path}\n"
             "This benchmark reads the shared HH-RLHF harmless-base test file (../shared/data beside the checkout, "
             "see its README); pass --data PATH to an HH-RLHF JSONL file ({'chosen', 'rejected'} transcripts)."
         )
+
+
+def prepare_data(path: Path, count: int, max_length: int, out: Path) -> dict[str, Any]:
+    """Write the first ``count`` usable prompt+chosen conversations of an HH-RLHF file to ``out`` (JSONL)."""
+    require_data(path)
     from tether.data import Conversation, read_records
     from tether.data.tokenization import ChatEncoder
     from tether.errors import DataError
@@ -132,7 +136,9 @@ def prepare_data(path: Path, count: int, max_length: int, out: Path) -> dict[str
         except DataError:  # an ambiguous prompt/completion boundary: tether refuses such rows
             skipped += 1
             continue
-        if example is None or full is None:  # no assistant token within max_length: tether would drop it
+        # Keep rows whose chosen (last) response starts within max_length, so that every row is trained by
+        # both engines in both TRL loss modes (TRL drops rows left without a label, as tether does).
+        if example is None or full is None or len(encoder.prompt_ids(list(pair.prompt))) >= max_length:
             skipped += 1
             continue
         truncated += len(full) > max_length
@@ -480,6 +486,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child is not None:
         child_main(args.child)
         return
+    require_data(args.data)
     if "trl" in args.peers and importlib.util.find_spec("trl") is None:
         print("TRL is not installed, so there is no peer run: pip install -e '.[bench]'", file=sys.stderr)
         args.peers.remove("trl")
@@ -544,8 +551,11 @@ def main(argv: list[str] | None = None) -> None:
                 run["summary"] = summarize(run, shape, data["mean_sq_per_token"])
                 runs.append(run)
                 s = run["summary"]
-                rss = run["peak_rss_gib"]
-                print(f"  {s['tokens_per_s']:.0f} tokens/s, peak RSS {rss:.2f} GiB, {child.wall_s:.0f} s")
+                times = [x["time_s"] for x in run["steps"][1:]] or [run["steps"][0]["time_s"]]
+                print(
+                    f"  {_rate(s['tokens_per_s'])} tokens/s, measured steps {min(times):.2f}-{max(times):.2f} s, "
+                    f"peak RSS {run['peak_rss_gib']:.2f} GiB, {child.wall_s:.0f} s in all"
+                )
         peak_after = matmul_peak()
     machine["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     peak = max(peak_before["gflops_best"], peak_after["gflops_best"])
@@ -625,13 +635,14 @@ def build_report(args, command, machine, shape, data, peak_before, peak_after, p
     ]
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
     lines = [
-        "## SFT throughput: tether vs TRL SFTTrainer",
+        "## SFT throughput: tether" + (" vs TRL SFTTrainer" if args.peers else ""),
         "",
         f"Command: `{command}`",
         "",
         f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores ({machine['logical_cores']} logical), "
         f"{machine['memory_gib']} GiB RAM, torch threads {machine['torch_threads']}, "
-        f"load average {machine['load_avg_1m']} before / {machine['load_avg_1m_after']} after; {versions}",
+        f"load average {machine['load_avg_1m']} before / {machine['load_avg_1m_after']} after (includes these runs); "
+        f"{versions}",
         "",
         f"fp32 matmul peak ({peak_before['n']}^2, best of {peak_before['repeats']}): "
         f"{peak_before['gflops_best']:.1f} GFLOP/s before, {peak_after['gflops_best']:.1f} after; "
@@ -652,6 +663,13 @@ def build_report(args, command, machine, shape, data, peak_before, peak_after, p
         "+ 4*V*d*A (T tokens, A label tokens; see the script's docstring). Executed FLOPs add padding and the head "
         "over the positions each engine projects (TRL on CPU: every position), recomputed once in backward.",
     ]
+    if machine["load_avg_1m"] > 0.5 * machine["usable_cores"]:
+        notes.append(
+            f"WARNING: the machine was busy before the runs (load average {machine['load_avg_1m']} on "
+            f"{machine['usable_cores']} cores); rates and ratios are not trustworthy. Rerun on an idle machine."
+        )
+    if args.steps < 4:
+        notes.append(f"only {args.steps - 1 or 1} measured step(s) per run: a smoke test, not a measurement")
     lines += [f"- {n}" for n in notes]
     return {
         "command": command,
