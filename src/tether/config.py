@@ -141,7 +141,11 @@ class DemoConfig(ModelOptions):
     steps: int = Field(40, ge=1)
     """Optimizer steps of the safety fine-tune."""
     lr: float = Field(3e-4, gt=0)
-    """Learning rate of the safety fine-tune (LoRA)."""
+    """Learning rate of the safety fine-tune."""
+    lora: bool = True
+    """Fine-tune LoRA adapters (else all weights)."""
+    helpful_weight: int = Field(2, ge=1)
+    """How many times each benign or borderline example (the model's own answer) appears in training."""
     batch_size: int = Field(8, ge=1)
     """Examples per batch."""
     max_new_tokens: int = Field(64, ge=1)

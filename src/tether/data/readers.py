@@ -68,6 +68,8 @@ class ReadReport:
     """Skipped rows per reason, ``"field: message"`` with list indices written ``[*]``."""
     examples: list[str] = field(default_factory=list)
     """The first few skipped rows' full errors, ``file:line: field: message``."""
+    lines: list[int] = field(default_factory=list)
+    """The line (or row number) of each returned record, so later stages can point back at the file."""
 
     def add_skipped(self, error: DataError) -> None:
         self.skipped += 1
@@ -131,6 +133,7 @@ def read_records_with_report(
             if isinstance(row, DataError):
                 raise row
             records.append(parse_row(_decode_csv_row(row) if container == "csv" else row))
+            report.lines.append(line)
         except DataError as exc:
             located = DataError(exc.message, file=file, line=line, field=exc.field)
             if on_invalid == "error":

@@ -151,16 +151,22 @@ class EncodeReport:
 
 
 def encode_conversations(
-    encoder: ChatEncoder, records: list[Conversation], *, source: str | None = None
+    encoder: ChatEncoder,
+    records: list[Conversation],
+    *,
+    source: str | None = None,
+    lines: list[int] | None = None,
 ) -> tuple[list[TokenizedExample], EncodeReport]:
-    """Encode every record; DataErrors gain the source and 1-based record number."""
+    """Encode every record; DataErrors gain the source and the record's line (``lines``, from the
+    reader's report; else the 1-based record number)."""
     examples: list[TokenizedExample] = []
     report = EncodeReport()
     for number, record in enumerate(records, start=1):
         try:
             example = encoder.encode(record)
         except DataError as err:
-            raise DataError(err.message, file=source, line=number, field=err.field) from err
+            line = lines[number - 1] if lines else number
+            raise DataError(err.message, file=source, line=line, field=err.field) from err
         if example is None:
             report.dropped_truncated += 1
             continue

@@ -22,12 +22,15 @@ from tether.demo.dataset import DemoPrompt, load_demo_prompts
 from tether.generation import GenerationEngine, SamplingParams
 from tether.judges.refusal_patterns import is_refusal
 from tether.models.loading import load_model, load_tokenizer
+from tether.models.lora import is_peft
 from tether.train.outputs import write_config
 from tether.train.sft import run_sft
 
 
 def answer(model_spec: str, prompts: list[DemoPrompt], max_new_tokens: int, tokenizer: Any) -> list[str]:
     model = load_model(model_spec)
+    if is_peft(model):  # merged weights decode as fast as the base model
+        model = model.merge_and_unload()
     engine = GenerationEngine(model, tokenizer, batch_size=96, progress=True)
     return engine.generate([p.prompt for p in prompts], SamplingParams(max_new_tokens=max_new_tokens))
 
@@ -61,15 +64,17 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
     with data.open("w") as f:
         for p in train:
             completion = p.refusal if p.kind == "harmful" else own_answer[p.prompt]
-            if completion:
+            # Helpful examples are repeated: they anchor the model's existing behaviour on safe requests.
+            copies = 1 if p.kind == "harmful" else config.helpful_weight
+            for _ in range(copies if completion else 0):
                 f.write(json.dumps({"prompt": p.prompt, "completion": completion}) + "\n")
 
-    console.rule("[bold]3. LoRA fine-tune")
+    console.rule(f"[bold]3. safety fine-tune ({'LoRA' if config.lora else 'all weights'})")
     sft = SFTConfig(
         model=config.model,
         data=str(data),
         out=out / "sft",
-        lora=True,
+        lora=config.lora,
         lr=config.lr,
         batch_size=config.batch_size,
         max_steps=config.steps,

@@ -8,7 +8,9 @@ big batch:
 
     loss = sum_{micro, process} loss_sum / sum_{micro, process} units
 
-It runs on ``accelerate`` (plain CPU, one GPU, or ``accelerate launch`` for DDP/FSDP/DeepSpeed), clips
+Each process takes every ``world``-th micro-batch of the epoch's batch plan; an optimizer step consumes
+``grad_accum`` of them, and micro-batches left over at the end of an epoch (fewer than one step's worth)
+are skipped. It runs on ``accelerate`` (plain CPU, one GPU, or ``accelerate launch`` for DDP/FSDP/DeepSpeed), clips
 gradients, follows a warm-up + decay schedule, stops on a NaN/inf loss or gradient keeping the last
 good checkpoint, writes metrics to ``metrics.jsonl`` (and to TensorBoard/W&B via accelerate trackers),
 saves atomic checkpoints and resumes from them exactly.

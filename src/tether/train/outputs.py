@@ -21,8 +21,8 @@ from tether.train.checkpoint import checkpoint_dirs
 MODEL_DIR = "model"
 
 
-def prepare_output(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber an earlier run unless asked; called before any model is loaded."""
+def check_output(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an earlier run unless asked. Writes nothing; call it before any work."""
     if out.exists() and not out.is_dir():
         raise TetherError(f"--out {out} is a file, not a folder")
     finished = (out / MODEL_DIR).exists()
@@ -34,7 +34,12 @@ def prepare_output(out: Path, *, resume: bool, overwrite: bool) -> None:
     if (finished or unfinished) and not overwrite:
         what = "a finished run" if finished else "checkpoints of an unfinished run"
         raise TetherError(f"{out} already holds {what}; pass --resume to continue or --overwrite to replace")
-    if overwrite:
+
+
+def create_output(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Create ``out`` (clearing an earlier run's results with ``overwrite``) once inputs are validated."""
+    check_output(out, resume=resume, overwrite=overwrite)
+    if overwrite and not resume:
         for name in (MODEL_DIR, "checkpoints", "metrics.jsonl"):
             path = out / name
             if path.is_dir():

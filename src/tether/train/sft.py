@@ -15,13 +15,14 @@ import torch
 
 from tether.config import SFTConfig
 from tether.data.batching import collate, packed
-from tether.data.readers import read_records
+from tether.data.readers import read_records_with_report
 from tether.data.tokenization import ChatEncoder, encode_conversations
+from tether.errors import DataError
 from tether.models.loading import load_model, load_tokenizer
 from tether.models.lora import apply_lora
 from tether.train.logprobs import final_hidden_states, selected_logprobs
 from tether.train.loop import LoopSettings, TrainLoop, make_accelerator, seed_everything
-from tether.train.outputs import prepare_output, save_final_model, write_config
+from tether.train.outputs import check_output, create_output, save_final_model, write_config
 
 
 def sft_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -54,17 +55,17 @@ def load_trainable_model(config: Any) -> Any:
 
 def run_sft(config: SFTConfig, *, console: Any = None) -> Path:
     """Validate data, train, and write ``config.out`` (see ``tether.train.outputs``). Returns out/model."""
-    records = read_records(config.data, "conversation", config.data_format, split=config.split, limit=config.limit)
-    prepare_output(config.out, resume=config.resume, overwrite=config.overwrite)
+    records, read_report = read_records_with_report(
+        config.data, "conversation", config.data_format, split=config.split, limit=config.limit
+    )
+    check_output(config.out, resume=config.resume, overwrite=config.overwrite)
     settings = LoopSettings.from_config(config)
     accelerator = make_accelerator(settings)
     seed_everything(config.seed)
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code, revision=config.revision)
     encoder = ChatEncoder(tokenizer, max_length=config.max_length)
-    examples, report = encode_conversations(encoder, records, source=config.data)
+    examples, report = encode_conversations(encoder, records, source=config.data, lines=read_report.lines)
     if not examples:
-        from tether.errors import DataError
-
         raise DataError("no example has a trained token left after truncation", file=config.data)
     if console is not None and accelerator.is_main_process:
         console.print(
@@ -73,8 +74,10 @@ def run_sft(config: SFTConfig, *, console: Any = None) -> Path:
         )
     rows = packed(examples, config.max_length) if config.packing else examples
     model = load_trainable_model(config)
-    if accelerator.is_main_process:
+    if accelerator.is_main_process:  # inputs are valid: only now is anything written
+        create_output(config.out, resume=config.resume, overwrite=config.overwrite)
         write_config(config.out, config)
+    accelerator.wait_for_everyone()
     loop = TrainLoop(
         settings,
         model=model,
