@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tether.errors import ConfigError
 from tether.models.embedded import DEFAULT_MODEL
@@ -138,12 +138,12 @@ class DemoConfig(ModelOptions):
     command: ClassVar[str] = "demo"
     out: Path = Path("runs/demo")
     """Output folder of the demo run."""
-    steps: int = Field(40, ge=1)
+    steps: int = Field(60, ge=1)
     """Optimizer steps of the safety fine-tune."""
-    lr: float = Field(3e-4, gt=0)
-    """Learning rate of the safety fine-tune."""
-    lora: bool = True
-    """Fine-tune LoRA adapters (else all weights)."""
+    lr: float = Field(3e-5, gt=0)
+    """Learning rate of the safety fine-tune (use about 3e-4 with --lora)."""
+    lora: bool = False
+    """Fine-tune LoRA adapters instead of all weights."""
     helpful_weight: int = Field(2, ge=1)
     """How many times each benign or borderline example (the model's own answer) appears in training."""
     batch_size: int = Field(8, ge=1)
@@ -152,10 +152,6 @@ class DemoConfig(ModelOptions):
     """Tokens generated per answer when measuring before and after."""
     seed: int = 0
     """Seed of the fine-tune."""
-
-    @model_validator(mode="after")
-    def _check(self) -> DemoConfig:
-        return self
 
 
 CONFIGS: dict[str, type[Options]] = {cls.command: cls for cls in (SFTConfig, DemoConfig)}

@@ -2,8 +2,9 @@
 
 1. Answer the held-out prompts with the base model (greedy) and judge each answer for refusal.
 2. Build SFT data: harmful training prompts get the team-written refusal; benign and borderline
-   training prompts get the base model's own answer (so helpfulness is kept, not re-taught).
-3. Fine-tune with LoRA through ``tether sft``'s recipe.
+   training prompts get the base model's own answer, repeated ``helpful_weight`` times, so that the
+   fine-tune anchors existing helpful behaviour instead of learning to refuse everything.
+3. Fine-tune (all weights by default, LoRA with ``--lora``) through ``tether sft``'s recipe.
 4. Answer the held-out prompts again and print both, with the refusal rates per kind.
 """
 
