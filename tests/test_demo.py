@@ -27,7 +27,7 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     assert saved["refusal_rate_before"].keys() == {"harmful", "benign", "borderline"}
     assert len(saved["heldout"]) == len(load_demo_prompts("heldout"))
     assert result["refusal_rate_after"] == saved["refusal_rate_after"]
-    assert (tmp_path / "demo" / "sft" / "model" / "adapter_config.json").is_file()
+    assert (tmp_path / "demo" / "sft" / "model" / "model.safetensors").is_file()  # all weights by default
     assert (tmp_path / "demo" / "config.yaml").is_file()
     log = (tmp_path / "log.txt").read_text()
     assert "before" in log and "after" in log
