@@ -86,8 +86,13 @@ class LoopSettings:
 
 def make_accelerator(settings: LoopSettings):
     """One Accelerator per run; trackers go to ``out/`` when asked for."""
+    import importlib.util
+
     from accelerate import Accelerator
 
+    for tracker in settings.report_to:
+        if importlib.util.find_spec(tracker) is None:
+            raise TetherError(f"--report-to {tracker} needs the {tracker} package: pip install 'tether[{tracker}]'")
     return Accelerator(
         log_with=list(settings.report_to) or None,
         project_dir=str(settings.out),
