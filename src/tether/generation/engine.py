@@ -26,6 +26,8 @@ class SamplingParams:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    stop: tuple[str, ...] = ()
+    """Strings that end a completion; the completion is cut before the first one."""
 
 
 class GenerationEngine:
@@ -42,17 +44,23 @@ class GenerationEngine:
         messages = [Message(role="user", content=prompt)] if isinstance(prompt, str) else list(prompt)
         return self.encoder.prompt_ids(messages)
 
-    @torch.no_grad()
     def generate(self, prompts: Sequence[str | Sequence[Message]], params: SamplingParams) -> list[str]:
-        """One completion per prompt, in order."""
+        """One completion per prompt, in order, cut at the first stop string."""
+        return [
+            _cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), params.stop).strip()
+            for ids in self.generate_ids(prompts, params)
+        ]
+
+    @torch.no_grad()
+    def generate_ids(self, prompts: Sequence[str | Sequence[Message]], params: SamplingParams) -> list[list[int]]:
+        """Generated token ids per prompt, in order, without padding and ending at the first EOS."""
         encoded = [self.prompt_ids(p) for p in prompts]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        results: list[str] = [""] * len(encoded)
-        pad = self.tokenizer.pad_token_id
+        results: list[list[int]] = [[] for _ in encoded]
+        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
-        generator_seed = params.seed
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         iterator: Any = batches
         if self.progress:
@@ -60,7 +68,7 @@ class GenerationEngine:
 
             iterator = track(batches, description="generate")
         try:
-            for batch in iterator:
+            for number, batch in enumerate(iterator):
                 width = max(len(encoded[i]) for i in batch)
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -68,16 +76,29 @@ class GenerationEngine:
                     n = len(encoded[i])
                     ids[row, width - n :] = torch.tensor(encoded[i])
                     mask[row, width - n :] = 1
-                kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "pad_token_id": pad}
-                if params.temperature > 0:
-                    torch.manual_seed(generator_seed)
-                    kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-                else:
-                    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-                out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+                out = self.model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), **self._generate_kwargs(params, number)
+                )
                 for row, i in enumerate(batch):
-                    results[i] = self.tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
-                generator_seed += 1
+                    tokens = out[row, width:].tolist()
+                    results[i] = tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
         finally:
             self.model.train(was_training)
         return results
+
+    def _generate_kwargs(self, params: SamplingParams, batch_number: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if params.temperature > 0:
+            torch.manual_seed(params.seed + batch_number)  # each batch's draws depend only on the seed
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """``text`` up to (not including) the earliest stop string."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(cuts)] if cuts else text

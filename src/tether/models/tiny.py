@@ -14,6 +14,7 @@ def build_tiny_model(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     intermediate_size: int = 64,
+    initializer_range: float = 0.02,
     seed: int = 0,
 ) -> Path:
     """Write a randomly initialised Llama-architecture model plus the tokenizer to ``out_dir``."""
@@ -29,6 +30,7 @@ def build_tiny_model(
         num_attention_heads=num_heads,
         num_key_value_heads=num_kv_heads,
         max_position_embeddings=2048,
+        initializer_range=initializer_range,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
