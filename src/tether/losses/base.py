@@ -81,7 +81,9 @@ def log_ratios(logps: PreferenceBatchLogps) -> tuple[torch.Tensor, torch.Tensor]
     return pc - rc, pr - rr
 
 
-def reference_output(logps: PreferenceBatchLogps, beta: float, losses: torch.Tensor, **terms) -> LossOutput:
-    """A :class:`LossOutput` whose rewards are the DPO implicit rewards ``beta * (logp - ref_logp)``."""
-    chosen, rejected = log_ratios(logps)
+def reference_output(
+    losses: torch.Tensor, beta: float, chosen: torch.Tensor, rejected: torch.Tensor, **terms: torch.Tensor
+) -> LossOutput:
+    """A :class:`LossOutput` whose rewards are the DPO implicit rewards ``beta * (logp - ref_logp)``, from the
+    log-ratios ``chosen = pc - rc`` and ``rejected = pr - rr``."""
     return LossOutput(losses, (beta * chosen).detach(), (beta * rejected).detach(), dict(terms))
