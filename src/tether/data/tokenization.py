@@ -89,9 +89,10 @@ class ChatEncoder:
     # -- encoding ----------------------------------------------------------------------------------
     def encode(self, conversation: Conversation) -> TokenizedExample | None:
         """Ids and labels with the loss on every assistant turn; None if truncation leaves no label."""
-        return self._truncate(self._encode_full(conversation))
+        return self._truncate(self.encode_untruncated(conversation))
 
-    def _encode_full(self, conversation: Conversation) -> TokenizedExample:
+    def encode_untruncated(self, conversation: Conversation) -> TokenizedExample:
+        """Ids and labels before the truncation policy is applied."""
         if self.has_template:
             return self._encode_chat(conversation.messages)
         return self._encode_plain(conversation.messages)
@@ -190,15 +191,12 @@ def token_lengths(encoder: ChatEncoder, records: list[Any], *, source: str | Non
     for number, record in enumerate(records, start=1):
         try:
             if isinstance(record, Conversation):
-                lengths.append(len(whole._encode_full(record)))
+                lengths.append(len(whole.encode_untruncated(record)))
                 continue
             prompt = _as_messages(record.prompt, "user")
             sides = [record.chosen, record.rejected] if hasattr(record, "chosen") else [record.completion]
-            lengths.append(
-                max(
-                    len(whole._encode_full(Conversation(messages=prompt + _as_messages(s, "assistant")))) for s in sides
-                )
-            )
+            pairs = [Conversation(messages=prompt + _as_messages(side, "assistant")) for side in sides]
+            lengths.append(max(len(whole.encode_untruncated(pair)) for pair in pairs))
         except DataError as err:
             raise DataError(err.message, file=source, line=number, field=err.field) from err
     return lengths
