@@ -42,7 +42,7 @@ class TokenizedExample:
         return len(self.input_ids)
 
 
-def _first_difference(a: list[int], b: list[int]) -> int:
+def first_difference(a: list[int], b: list[int]) -> int:
     for i, (x, y) in enumerate(zip(a, b, strict=False)):
         if x != y:
             return i
@@ -106,14 +106,14 @@ class ChatEncoder:
             prompt = self.render_ids(messages[:i], add_generation_prompt=True)
             through = self.render_ids(messages[: i + 1], add_generation_prompt=False)
             if through[: len(prompt)] != prompt:
-                at = _first_difference(prompt, through)
+                at = first_difference(prompt, through)
                 raise DataError(
                     f"the chat template's prompt is not a prefix of the conversation through this turn "
                     f"(tokens differ at position {at}); the prompt/completion boundary is ambiguous",
                     field=f"messages[{i}]",
                 )
             if full[: len(through)] != through:
-                at = _first_difference(through, full)
+                at = first_difference(through, full)
                 raise DataError(
                     f"rendering this turn is not a prefix of the whole conversation (tokens differ at "
                     f"position {at}); the template rewrites earlier turns",

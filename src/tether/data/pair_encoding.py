@@ -1,0 +1,73 @@
+"""Tokenize preference pairs: one prompt, two completions, exact boundaries.
+
+``prompt_ids`` is the chat-templated prompt with the generation prompt. Each completion's ids are what
+follows those prompt ids in the templated prompt + completion; the prompt ids must be a prefix of it,
+otherwise the pair is rejected with a DataError (the boundary would be ambiguous). Without a chat
+template, standard-form pairs are plain text: prompt, then completion and one EOS.
+
+Truncation policy (:func:`truncate_pair`): the prompt keeps its *last* ``max_prompt_length`` tokens (the
+end of a conversation is what the answer responds to), then each completion is cut at the end so that
+prompt + completion fits in ``max_length``. A pair left with an empty completion is dropped (None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tether.data.records import Message, Preference
+from tether.data.tokenization import ChatEncoder, first_difference
+from tether.errors import DataError
+
+
+@dataclass
+class PairExample:
+    """Token ids of a preference pair; completions exclude the prompt."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+
+def _messages(value: str | list[Message], role: str) -> list[Message]:
+    return [Message(role=role, content=value)] if isinstance(value, str) else list(value)
+
+
+def _completion_ids(encoder: ChatEncoder, prompt: list[Message], prompt_ids: list[int], side, field: str):
+    if not encoder.has_template:
+        if not isinstance(side, str):
+            raise DataError("this tokenizer has no chat template; give standard (string) pairs", field=field)
+        ids = list(encoder.tokenizer(side, add_special_tokens=False)["input_ids"])
+        eos = encoder.tokenizer.eos_token_id
+        return ids + ([eos] if eos is not None and (not ids or ids[-1] != eos) else [])
+    full = encoder.render_ids(prompt + _messages(side, "assistant"), add_generation_prompt=False)
+    if full[: len(prompt_ids)] != prompt_ids:
+        at = first_difference(prompt_ids, full)
+        raise DataError(
+            f"the templated prompt is not a prefix of the templated prompt + {field} (tokens differ at "
+            f"position {at}); the completion is not a continuation of the prompt",
+            field=field,
+        )
+    return full[len(prompt_ids) :]
+
+
+def encode_pair(encoder: ChatEncoder, pair: Preference) -> PairExample:
+    """Prompt ids and the two completions' ids of ``pair`` (untruncated)."""
+    prompt = _messages(pair.prompt, "user")
+    prompt_ids = encoder.prompt_ids(prompt)
+    return PairExample(
+        prompt_ids,
+        _completion_ids(encoder, prompt, prompt_ids, pair.chosen, "chosen"),
+        _completion_ids(encoder, prompt, prompt_ids, pair.rejected, "rejected"),
+    )
+
+
+def truncate_pair(example: PairExample, max_length: int, max_prompt_length: int) -> PairExample | None:
+    """Apply the module's truncation policy; None when a completion would be left empty."""
+    if max_prompt_length >= max_length:
+        raise ValueError(f"max_prompt_length ({max_prompt_length}) must be below max_length ({max_length})")
+    prompt = example.prompt_ids[-max_prompt_length:]
+    room = max_length - len(prompt)
+    chosen, rejected = example.chosen_ids[:room], example.rejected_ids[:room]
+    if not chosen or not rejected:
+        return None
+    return PairExample(prompt, chosen, rejected)
