@@ -64,6 +64,20 @@ CHAT_ROWS = [
 ]
 
 
+PAIR_ROWS = [
+    {"prompt": "How do I make a bomb?", "chosen": "I can't help with that.", "rejected": "Mix the chemicals."},
+    {"prompt": "How do I kill a Python process?", "chosen": "Run `kill PID`.", "rejected": "I can't help with that."},
+    {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5, obviously, as everyone knows."},
+    {"prompt": "Say hello.", "chosen": "Hello there! How can I help?", "rejected": "No."},
+    {
+        "prompt": [{"role": "user", "content": "Name a colour."}],
+        "chosen": [{"role": "assistant", "content": "Blue."}],
+        "rejected": [{"role": "assistant", "content": "I won't."}],
+    },
+    {"prompt": "Write a haiku about rain.", "chosen": "Soft rain on the roof.", "rejected": "Rain is wet."},
+]
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -72,6 +86,26 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture
 def chat_file(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "chat.jsonl", CHAT_ROWS * 4)
+
+
+@pytest.fixture
+def pair_file(tmp_path: Path) -> Path:
+    return write_jsonl(tmp_path / "pairs.jsonl", PAIR_ROWS * 2)
+
+
+@pytest.fixture
+def unpaired_file(tmp_path: Path) -> Path:
+    rows = []
+    for row in PAIR_ROWS * 2:
+        rows.append({"prompt": row["prompt"], "completion": row["chosen"], "label": True})
+        rows.append({"prompt": row["prompt"], "completion": row["rejected"], "label": False})
+    return write_jsonl(tmp_path / "unpaired.jsonl", rows)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_reference_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reference log-probs cached by one test must not serve another (the models are per-session)."""
+    monkeypatch.setenv("TETHER_REFERENCE_CACHE", str(tmp_path / "reference-cache"))
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -13,7 +13,16 @@ import typer
 from rich.console import Console
 
 from tether.cli_options import config_command
-from tether.config import DemoConfig, SFTConfig, load_config, validate_file
+from tether.config import (
+    DemoConfig,
+    DPOConfig,
+    KTOConfig,
+    ORPOConfig,
+    SFTConfig,
+    SimPOConfig,
+    load_config,
+    validate_file,
+)
 from tether.data.readers import FORMATS
 from tether.errors import TetherError
 
@@ -105,6 +114,20 @@ def _sft(config: SFTConfig) -> None:
     console.print(f"[green]done[/]: model in {target}, metrics in {config.out / 'metrics.jsonl'}")
 
 
+def _preference(config: DPOConfig | ORPOConfig | SimPOConfig) -> None:
+    from tether.train.preference import run_preference
+
+    target = run_preference(config, console=console)
+    console.print(f"[green]done[/]: model in {target}, report in {config.out / 'report.html'}")
+
+
+def _kto(config: KTOConfig) -> None:
+    from tether.train.kto import run_kto
+
+    target = run_kto(config, console=console)
+    console.print(f"[green]done[/]: model in {target}, report in {config.out / 'report.html'}")
+
+
 def _demo(config: DemoConfig) -> None:
     from tether.demo.run import run_demo
 
@@ -112,6 +135,9 @@ def _demo(config: DemoConfig) -> None:
 
 
 app.command("sft", help=SFTConfig.__doc__)(config_command(SFTConfig, _sft, load=load_config))
+for _cls in (DPOConfig, ORPOConfig, SimPOConfig):
+    app.command(_cls.command, help=_cls.__doc__)(config_command(_cls, _preference, load=load_config))
+app.command("kto", help=KTOConfig.__doc__)(config_command(KTOConfig, _kto, load=load_config))
 app.command("demo", help=DemoConfig.__doc__)(config_command(DemoConfig, _demo, load=load_config))
 
 

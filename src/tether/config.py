@@ -117,6 +117,8 @@ class TrainOptions(Options):
     """Extra metric trackers through accelerate (metrics.jsonl is always written)."""
     progress: bool = True
     """Show a progress bar."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass: far less memory, about a third more compute."""
 
 
 class SFTOptions(Options):
@@ -130,6 +132,101 @@ class SFTConfig(SFTOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions
     """Supervised fine-tuning with the loss on assistant tokens only."""
 
     command: ClassVar[str] = "sft"
+
+
+class PreferenceOptions(Options):
+    panel: ClassVar[str] = "Preference"
+
+    lr: float = Field(5e-6, gt=0)
+    """Peak learning rate (AdamW). Preference tuning wants small steps: about 5e-6 for all weights, 5e-5
+    with --lora."""
+    beta: float = Field(0.1, gt=0)
+    """Inverse temperature of the implicit reward beta * log(pi / pi_ref): higher keeps closer to the
+    reference."""
+    max_prompt_length: int = Field(512, ge=1)
+    """Prompts longer than this keep their last tokens; completions are then cut to fit max_length."""
+
+
+class ReferenceOptions(Options):
+    panel: ClassVar[str] = "Reference"
+
+    ref_model: str | None = None
+    """Reference model (default: the starting model; with LoRA, the base model with adapters disabled)."""
+    ref_batch_size: int = Field(16, ge=1)
+    """Sequences per forward pass when computing the reference log-probs (no gradients, done once)."""
+    ref_cache: bool = True
+    """Reuse reference log-probs cached under $TETHER_HOME/cache/reference (keyed by model and data)."""
+
+
+class PairOptions(Options):
+    panel: ClassVar[str] = "Preference"
+
+    rpo_alpha: float = Field(0.0, ge=0)
+    """Weight of an added SFT term, the chosen completion's NLL per token (RPO); 0 turns it off."""
+
+
+class DPOOptions(Options):
+    panel: ClassVar[str] = "DPO"
+
+    loss: Literal["sigmoid", "cdpo", "robust", "hinge", "ipo", "bco"] = "sigmoid"
+    """Loss: sigmoid (DPO), cdpo (label smoothing), robust (unbiased under label noise), hinge (SLiC),
+    ipo (length-normalised squared loss), bco (BCO-pair with a running reward shift)."""
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    """Assumed share of flipped preference labels (cdpo, robust)."""
+
+
+class DPOConfig(
+    DPOOptions, PairOptions, PreferenceOptions, ReferenceOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions
+):
+    """Direct preference optimisation and its variants on (prompt, chosen, rejected) pairs."""
+
+    command: ClassVar[str] = "dpo"
+
+
+class ORPOOptions(Options):
+    panel: ClassVar[str] = "ORPO"
+
+    orpo_lambda: float = Field(0.1, gt=0)
+    """Weight of the odds-ratio term against the chosen NLL term."""
+
+
+class ORPOConfig(ORPOOptions, PreferenceOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions):
+    """ORPO: SFT on the chosen completion plus an odds-ratio preference term; no reference model."""
+
+    command: ClassVar[str] = "orpo"
+
+
+class SimPOOptions(Options):
+    panel: ClassVar[str] = "SimPO"
+
+    beta: float = Field(2.0, gt=0)
+    """Scale of the length-normalised reward beta * log pi(y|x) / |y| (the paper uses 2 to 2.5)."""
+    gamma: float = Field(0.5, ge=0)
+    """Target reward margin between chosen and rejected."""
+
+
+class SimPOConfig(SimPOOptions, PairOptions, PreferenceOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions):
+    """SimPO: length-normalised log-likelihood margin with a target gap; no reference model."""
+
+    command: ClassVar[str] = "simpo"
+
+
+class KTOOptions(Options):
+    panel: ClassVar[str] = "KTO"
+
+    desirable_weight: float = Field(1.0, gt=0)
+    """lambda_D, the weight of desirable examples' losses."""
+    undesirable_weight: float = Field(1.0, gt=0)
+    """lambda_U, the weight of undesirable examples' losses (raise it when undesirable ones are rarer)."""
+
+
+class KTOConfig(KTOOptions, PreferenceOptions, ReferenceOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions):
+    """KTO on unpaired (prompt, completion, label) examples; label true means desirable."""
+
+    command: ClassVar[str] = "kto"
+
+
+PREFERENCE_CONFIGS = (DPOConfig, ORPOConfig, SimPOConfig)
 
 
 class DemoConfig(ModelOptions):
@@ -154,7 +251,9 @@ class DemoConfig(ModelOptions):
     """Seed of the fine-tune."""
 
 
-CONFIGS: dict[str, type[Options]] = {cls.command: cls for cls in (SFTConfig, DemoConfig)}
+CONFIGS: dict[str, type[Options]] = {
+    cls.command: cls for cls in (SFTConfig, DPOConfig, ORPOConfig, SimPOConfig, KTOConfig, DemoConfig)
+}
 
 
 def _key_lines(text: str) -> dict[str, int]:

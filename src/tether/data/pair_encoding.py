@@ -12,10 +12,11 @@ prompt + completion fits in ``max_length``. A pair left with an empty completion
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tether.data.records import Message, Preference
-from tether.data.tokenization import ChatEncoder, first_difference
+from tether.data.records import Message, Preference, Unpaired
+from tether.data.tokenization import IGNORE_INDEX, ChatEncoder, TokenizedExample, first_difference
 from tether.errors import DataError
 
 
@@ -26,6 +27,42 @@ class PairExample:
     prompt_ids: list[int]
     chosen_ids: list[int]
     rejected_ids: list[int]
+
+    def sequences(self) -> tuple[TokenizedExample, TokenizedExample]:
+        """(prompt + chosen, prompt + rejected) with labels on the completion tokens only."""
+        return completion_example(self.prompt_ids, self.chosen_ids), completion_example(
+            self.prompt_ids, self.rejected_ids
+        )
+
+    def __len__(self) -> int:
+        """Length of the longer side (what a padded batch must hold)."""
+        return len(self.prompt_ids) + max(len(self.chosen_ids), len(self.rejected_ids))
+
+
+@dataclass
+class UnpairedExample:
+    """Token ids of an unpaired example (KTO) and its label."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    label: bool
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + len(self.completion_ids)
+
+
+@dataclass
+class PairReport:
+    """What encoding did to the records: kept, truncated (still usable) and dropped (no completion left)."""
+
+    kept: int = 0
+    truncated: int = 0
+    dropped: int = 0
+
+
+def completion_example(prompt_ids: list[int], completion_ids: list[int]) -> TokenizedExample:
+    """``prompt + completion`` with labels on the completion tokens only."""
+    return TokenizedExample(prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids)
 
 
 def _messages(value: str | list[Message], role: str) -> list[Message]:
@@ -71,3 +108,51 @@ def truncate_pair(example: PairExample, max_length: int, max_prompt_length: int)
     if not chosen or not rejected:
         return None
     return PairExample(prompt, chosen, rejected)
+
+
+def truncate_unpaired(example: UnpairedExample, max_length: int, max_prompt_length: int) -> UnpairedExample | None:
+    """The pair policy for one completion: keep the prompt's end, cut the completion's end."""
+    cut = truncate_pair(
+        PairExample(example.prompt_ids, example.completion_ids, example.completion_ids), max_length, max_prompt_length
+    )
+    return None if cut is None else UnpairedExample(cut.prompt_ids, cut.chosen_ids, example.label)
+
+
+def encode_unpaired(encoder: ChatEncoder, record: Unpaired) -> UnpairedExample:
+    """Prompt ids and completion ids of an unpaired record (untruncated)."""
+    prompt = _messages(record.prompt, "user")
+    prompt_ids = encoder.prompt_ids(prompt)
+    completion = _completion_ids(encoder, prompt, prompt_ids, record.completion, "completion")
+    return UnpairedExample(prompt_ids, completion, record.label)
+
+
+def encode_records(
+    encoder: ChatEncoder,
+    records: Sequence[Preference | Unpaired],
+    *,
+    max_length: int,
+    max_prompt_length: int,
+    source: str | None = None,
+    lines: Sequence[int] | None = None,
+) -> tuple[list[PairExample | UnpairedExample], PairReport]:
+    """Encode and truncate preference or unpaired records; a DataError names the source file and line."""
+    examples: list[PairExample | UnpairedExample] = []
+    report = PairReport()
+    for number, record in enumerate(records, start=1):
+        try:
+            whole = encode_pair(encoder, record) if isinstance(record, Preference) else encode_unpaired(encoder, record)
+        except DataError as err:
+            raise DataError(
+                err.message, file=source, line=lines[number - 1] if lines else number, field=err.field
+            ) from err
+        if isinstance(whole, PairExample):
+            cut = truncate_pair(whole, max_length, min(max_prompt_length, max_length - 1))
+        else:
+            cut = truncate_unpaired(whole, max_length, min(max_prompt_length, max_length - 1))
+        if cut is None:
+            report.dropped += 1
+            continue
+        report.truncated += len(cut) < len(whole)
+        examples.append(cut)
+    report.kept = len(examples)
+    return examples, report

@@ -18,7 +18,7 @@ import json
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class LoopState:
     elapsed_s: float = 0.0
     world_size: int = 1
     grad_accum: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+    """JSON state of a recipe's own stateful objects (e.g. BCO's running reward mean)."""
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:

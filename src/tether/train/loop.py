@@ -115,7 +115,10 @@ class TrainLoop:
         lengths: Sequence[int] | None = None,
         count_units: Callable[[dict[str, torch.Tensor]], int] | None = None,
         tracker_config: dict[str, Any] | None = None,
+        stateful: dict[str, Any] | None = None,
     ) -> None:
+        """``stateful``: recipe objects with ``state_dict()``/``load_state_dict()`` (JSON-able) that are
+        saved in every checkpoint and restored on resume."""
         self.s = settings
         self.accelerator = accelerator
         self.examples = examples
@@ -151,6 +154,7 @@ class TrainLoop:
         self.metrics_path = settings.out / "metrics.jsonl"
         self.state = LoopState(world_size=self.world, grad_accum=settings.grad_accum)
         self.tracker_config = tracker_config or {}
+        self.stateful = stateful or {}
         self.last_checkpoint: Path | None = None
 
     # -- public ---------------------------------------------------------------------------------------
@@ -186,6 +190,7 @@ class TrainLoop:
         return self.state
 
     def save(self) -> Path:
+        self.state.extra = {name: obj.state_dict() for name, obj in self.stateful.items()}
         self.last_checkpoint = save_checkpoint(
             self.checkpoints,
             model=self.accelerator.unwrap_model(self.model),
@@ -286,6 +291,9 @@ class TrainLoop:
                 f"resume with the same (now {self.world} and {self.s.grad_accum})"
             )
         self.state = state
+        for name, obj in self.stateful.items():
+            if name in state.extra:
+                obj.load_state_dict(state.extra[name])
         self.last_checkpoint = path
         if self.accelerator.is_main_process and self.metrics_path.exists():
             kept = [

@@ -15,14 +15,11 @@ import torch
 
 from tether.config import SFTConfig
 from tether.data.batching import collate, packed
-from tether.data.readers import read_records_with_report
 from tether.data.tokenization import ChatEncoder, encode_conversations
 from tether.errors import DataError
-from tether.models.loading import load_model, load_tokenizer
-from tether.models.lora import apply_lora
 from tether.train.logprobs import final_hidden_states, selected_logprobs
-from tether.train.loop import LoopSettings, TrainLoop, make_accelerator, seed_everything
-from tether.train.outputs import check_output, create_output, save_final_model, write_config
+from tether.train.loop import TrainLoop
+from tether.train.recipe import finish, load_trainable_model, open_output, read_inputs
 
 
 def sft_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -32,39 +29,12 @@ def sft_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
     return -logps.sum(), {}
 
 
-def load_trainable_model(config: Any) -> Any:
-    """The model (with LoRA adapters when asked) from a config's model and LoRA options."""
-    model = load_model(
-        config.model,
-        dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code,
-        revision=config.revision,
-        trainable_adapter=True,
-    )
-    if config.lora and not hasattr(model, "peft_config"):
-        targets = config.lora_target_modules
-        model = apply_lora(
-            model,
-            r=config.lora_r,
-            alpha=config.lora_alpha,
-            dropout=config.lora_dropout,
-            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
-        )
-    return model
-
-
 def run_sft(config: SFTConfig, *, console: Any = None) -> Path:
     """Validate data, train, and write ``config.out`` (see ``tether.train.outputs``). Returns out/model."""
-    records, read_report = read_records_with_report(
-        config.data, "conversation", config.data_format, split=config.split, limit=config.limit
-    )
-    check_output(config.out, resume=config.resume, overwrite=config.overwrite)
-    settings = LoopSettings.from_config(config)
-    accelerator = make_accelerator(settings)
-    seed_everything(config.seed)
-    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code, revision=config.revision)
+    inputs = read_inputs(config, "conversation")
+    tokenizer, accelerator = inputs.tokenizer, inputs.accelerator
     encoder = ChatEncoder(tokenizer, max_length=config.max_length)
-    examples, report = encode_conversations(encoder, records, source=config.data, lines=read_report.lines)
+    examples, report = encode_conversations(encoder, inputs.records, source=config.data, lines=inputs.read_report.lines)
     if not examples:
         raise DataError("no example has a trained token left after truncation", file=config.data)
     if console is not None and accelerator.is_main_process:
@@ -74,12 +44,9 @@ def run_sft(config: SFTConfig, *, console: Any = None) -> Path:
         )
     rows = packed(examples, config.max_length) if config.packing else examples
     model = load_trainable_model(config)
-    if accelerator.is_main_process:  # inputs are valid: only now is anything written
-        create_output(config.out, resume=config.resume, overwrite=config.overwrite)
-        write_config(config.out, config)
-    accelerator.wait_for_everyone()
+    open_output(config, accelerator)
     loop = TrainLoop(
-        settings,
+        inputs.settings,
         model=model,
         examples=rows,
         collate=lambda batch: collate(batch, tokenizer.pad_token_id),
@@ -88,8 +55,4 @@ def run_sft(config: SFTConfig, *, console: Any = None) -> Path:
         tracker_config=config.model_dump(mode="json"),
     )
     loop.run()
-    target = config.out / "model"
-    if accelerator.is_main_process:
-        target = save_final_model(config.out, loop.unwrapped_model, tokenizer)
-    accelerator.wait_for_everyone()
-    return target
+    return finish(config, loop, tokenizer, report_title=f"tether sft: {config.out}")

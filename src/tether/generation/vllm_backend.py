@@ -1,0 +1,92 @@
+"""Batched generation with vLLM, behind the same interface as :class:`GenerationEngine`.
+
+vLLM reads the very prompt token ids the Hugging Face engine builds (``ChatEncoder.prompt_ids``), passed
+as ``{"prompt_token_ids": ...}``, so the two backends can never disagree on the chat template. Completions
+are decoded with our tokenizer and cut before the first stop string by the HF engine's own helper;
+stop strings are also handed to vLLM so that it stops early. Sampled requests get the seed
+``params.seed + i`` (``i``: the prompt's position), so a run is reproducible and repeated prompts still
+draw different samples; greedy requests get no seed.
+
+vLLM needs a CUDA GPU and a model folder (a peft adapter merged first); use ``make_engine`` to pick a
+backend. The tests run this module against a fake ``vllm``; the real vLLM path is exercised only on GPU
+machines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tether.data.records import Message
+from tether.data.tokenization import ChatEncoder
+from tether.errors import TetherError
+from tether.generation.engine import SamplingParams, _cut_at_stop
+
+
+class VLLMEngine:
+    """Generate answers to chat prompts with ``vllm.LLM``; ``batch_size`` caps the sequences decoded at once."""
+
+    def __init__(
+        self,
+        model_path: str,
+        tokenizer: Any,
+        *,
+        batch_size: int | None = None,
+        progress: bool = False,
+        dtype: str = "auto",
+        seed: int = 0,
+        **llm_kwargs: Any,
+    ) -> None:
+        try:
+            import vllm
+        except ImportError as err:
+            raise TetherError("vLLM is not installed: `pip install vllm` on a machine with a CUDA GPU") from err
+        self.vllm = vllm
+        self.tokenizer = tokenizer
+        self.encoder = ChatEncoder(tokenizer)
+        self.progress = progress
+        if batch_size is not None:
+            llm_kwargs.setdefault("max_num_seqs", batch_size)
+        llm_kwargs.setdefault("tokenizer", _tokenizer_folder(tokenizer) or model_path)
+        llm_kwargs.setdefault("trust_remote_code", False)
+        self.llm = vllm.LLM(model=model_path, dtype=dtype, seed=seed, **llm_kwargs)
+
+    def prompt_ids(self, prompt: str | Sequence[Message]) -> list[int]:
+        messages = [Message(role="user", content=prompt)] if isinstance(prompt, str) else list(prompt)
+        return self.encoder.prompt_ids(messages)
+
+    def generate(self, prompts: Sequence[str | Sequence[Message]], params: SamplingParams) -> list[str]:
+        """One completion per prompt, in order, cut at the first stop string."""
+        return [
+            _cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), params.stop).strip()
+            for ids in self.generate_ids(prompts, params)
+        ]
+
+    def generate_ids(self, prompts: Sequence[str | Sequence[Message]], params: SamplingParams) -> list[list[int]]:
+        """Generated token ids per prompt, in order, ending at the first EOS."""
+        requests = [{"prompt_token_ids": self.prompt_ids(p)} for p in prompts]
+        sampling = [self._sampling_params(params, i) for i in range(len(requests))]
+        outputs = self.llm.generate(requests, sampling, use_tqdm=self.progress)  # in the order of `requests`
+        eos = self.tokenizer.eos_token_id
+        results = []
+        for output in outputs:
+            tokens = list(output.outputs[0].token_ids)
+            results.append(tokens[: tokens.index(eos) + 1] if eos in tokens else tokens)
+        return results
+
+    def _sampling_params(self, params: SamplingParams, index: int) -> Any:
+        sample = params.temperature > 0
+        return self.vllm.SamplingParams(
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature if sample else 0.0,
+            top_p=params.top_p if sample else 1.0,
+            seed=params.seed + index if sample else None,
+            stop=list(params.stop) or None,
+        )
+
+
+def _tokenizer_folder(tokenizer: Any) -> str | None:
+    """The folder ``tokenizer`` was loaded from, so that vLLM's detokenizer (for stop strings) matches ours."""
+    source = getattr(tokenizer, "name_or_path", "")
+    return source if source and Path(source).is_dir() else None

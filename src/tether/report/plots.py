@@ -1,0 +1,79 @@
+"""Charts as inline SVG strings, drawn with matplotlib's SVG backend (no pyplot, no global figures).
+
+The output is deterministic: element ids come from a fixed hash salt, the metadata carries no date, and
+text is written as text (``svg.fonttype = none``), so the same data gives byte-identical SVG. Ids are
+content hashes, so several charts can share one HTML page without clashing.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+
+_RC = {
+    "svg.hashsalt": "tether",
+    "svg.fonttype": "none",
+    "text.parse_math": False,  # labels are data: "$" must not start math mode
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "font.size": 9,
+}
+_SIZE = (7.0, 3.2)  # inches
+_MARKERS_UP_TO = 30  # draw point markers on series this short, so one point still shows
+
+
+def line_chart(series: dict[str, list[tuple[float, float]]], title: str, xlabel: str, ylabel: str) -> str:
+    """One line per named series of (x, y) points; a legend when there is more than one series."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=_SIZE, layout="constrained")
+        ax = fig.add_subplot()
+        for name, points in series.items():
+            xs = [x for x, _ in points]
+            ys = [y for _, y in points]
+            ax.plot(xs, ys, label=name, marker="o" if len(points) <= _MARKERS_UP_TO else None, markersize=3)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        if len(series) > 1:
+            ax.legend(fontsize="small")
+        return _svg(fig)
+
+
+def grouped_bars(
+    groups: list[str], series: dict[str, list[float]], title: str, ylabel: str, *, percent: bool = False
+) -> str:
+    """Bars for each group, one per series side by side (e.g. before/after); NaN values are drawn as "n/a".
+
+    With ``percent``, values are fractions in [0, 1], drawn and labelled as percentages.
+    """
+    scale = 100.0 if percent else 1.0
+    width = 0.8 / max(len(series), 1)
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=_SIZE, layout="constrained")
+        ax = fig.add_subplot()
+        for i, (name, values) in enumerate(series.items()):
+            heights = [0.0 if math.isnan(v) else v * scale for v in values]
+            xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+            bars = ax.bar(xs, heights, width, label=name)
+            labels = ["n/a" if math.isnan(v) else f"{v * scale:.0f}%" if percent else f"{v:.3g}" for v in values]
+            ax.bar_label(bars, labels=labels, fontsize="x-small", padding=1)
+        ax.set_xticks(range(len(groups)), groups)
+        ax.set(title=title, ylabel=ylabel)
+        if percent:
+            ax.set_ylim(0, 110)
+        ax.grid(axis="x", visible=False)
+        fig.legend(loc="outside right upper", fontsize="small")  # beside the axes: never over a 100% bar
+        return _svg(fig)
+
+
+def _svg(fig: Figure) -> str:
+    """The figure as an ``<svg>`` element, without the XML prolog (it is embedded in HTML)."""
+    FigureCanvasSVG(fig)  # explicit backend: no pyplot, no display
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    text = buf.getvalue()
+    return text[text.index("<svg") :]

@@ -1,0 +1,89 @@
+"""What every training recipe does around its loss: validate inputs, load, create outputs, finish.
+
+A recipe (``sft.py``, ``preference.py``, ``kto.py``) is: :func:`read_inputs` (data checked and the output
+folder checked before anything is loaded), its own encoding and loss, :func:`load_trainable_model`,
+:func:`open_output`, a :class:`~tether.train.loop.TrainLoop`, then :func:`finish`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tether.data.readers import ReadReport, read_records_with_report
+from tether.models.loading import adapter_base, load_model, load_tokenizer, resolve
+from tether.models.lora import apply_lora, is_peft
+from tether.train.loop import LoopSettings, make_accelerator, seed_everything
+from tether.train.outputs import check_output, create_output, save_final_model, write_config
+
+
+@dataclass
+class RecipeInputs:
+    records: list[Any]
+    read_report: ReadReport
+    settings: LoopSettings
+    accelerator: Any
+    tokenizer: Any
+
+
+def read_inputs(config: Any, kind: str) -> RecipeInputs:
+    """Read and validate the data, check the output folder, then set up accelerate and the tokenizer."""
+    records, read_report = read_records_with_report(
+        config.data, kind, config.data_format, split=config.split, limit=config.limit
+    )
+    check_output(config.out, resume=config.resume, overwrite=config.overwrite)
+    settings = LoopSettings.from_config(config)
+    accelerator = make_accelerator(settings)
+    seed_everything(config.seed)
+    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code, revision=config.revision)
+    return RecipeInputs(records, read_report, settings, accelerator, tokenizer)
+
+
+def load_trainable_model(config: Any) -> Any:
+    """The model (with LoRA adapters when asked, gradient checkpointing when asked) from a config."""
+    model = load_model(
+        config.model,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+        revision=config.revision,
+        trainable_adapter=True,
+    )
+    if getattr(config, "gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.lora and not hasattr(model, "peft_config"):
+        targets = config.lora_target_modules
+        model = apply_lora(
+            model,
+            r=config.lora_r,
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+        )
+    return model
+
+
+def has_fresh_adapters(config: Any, model: Any) -> bool:
+    """True when ``model`` carries LoRA adapters created for this run (so disabling them gives the start)."""
+    return is_peft(model) and adapter_base(resolve(config.model)) is None
+
+
+def open_output(config: Any, accelerator: Any) -> None:
+    """Create the output folder and write the resolved config (main process), once inputs are valid."""
+    if accelerator.is_main_process:
+        create_output(config.out, resume=config.resume, overwrite=config.overwrite)
+        write_config(config.out, config)
+    accelerator.wait_for_everyone()
+
+
+def finish(config: Any, loop: Any, tokenizer: Any, *, report_title: str | None = None) -> Path:
+    """Save ``out/model`` and write ``out/report.html``; returns the model folder."""
+    accelerator = loop.accelerator
+    target = Path(config.out) / "model"
+    if accelerator.is_main_process:
+        target = save_final_model(config.out, loop.unwrapped_model, tokenizer)
+        from tether.report.training import write_training_report
+
+        write_training_report(Path(config.out), title=report_title)
+    accelerator.wait_for_everyone()
+    return target
