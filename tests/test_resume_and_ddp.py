@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 from tests.conftest import REPO, run_cli
 
 
-def _args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+def _args(model: Path, data: Path, out: Path, *extra: str, command: str = "sft") -> list[str]:
     return [
-        "sft",
+        *command.split(),
         "--model",
         str(model),
         "--data",
@@ -87,15 +87,20 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_model_dir
     shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
     reason="accelerate CLI not installed",
 )
-def test_two_process_ddp_matches_single_process_accumulation(tmp_path, tiny_model_dir, chat_file):
-    """2 processes x 1 micro-batch == 1 process x 2 accumulated micro-batches (token-normalised).
+@pytest.mark.parametrize("command", ["sft", "dpo --no-ref-cache"])
+def test_two_process_ddp_matches_single_process_accumulation(tmp_path, tiny_model_dir, chat_file, pair_file, command):
+    """2 processes x 1 micro-batch == 1 process x 2 accumulated micro-batches (token-normalised for SFT,
+    pair-normalised for DPO, whose reference log-probs are also computed in 2 shards and gathered).
 
     On a machine without GPUs, ``accelerate launch --multi_gpu`` starts torchrun and accelerate picks
     MULTI_CPU with the gloo backend (``--cpu`` alone would start a single process).
     """
+    data = chat_file if command == "sft" else pair_file  # dpo: both runs compute the reference
     single = tmp_path / "single"
     one = run_cli(
-        *_args(tiny_model_dir, chat_file, single, "--max-steps", "3", "--batch-size", "2", "--grad-accum", "2")
+        *_args(
+            tiny_model_dir, data, single, "--max-steps", "3", "--batch-size", "2", "--grad-accum", "2", command=command
+        )
     )
     assert one.returncode == 0, one.stderr
 
@@ -117,7 +122,7 @@ def test_two_process_ddp_matches_single_process_accumulation(tmp_path, tiny_mode
         "29517",
         "-m",
         "tether",
-        *_args(tiny_model_dir, chat_file, ddp, "--max-steps", "3", "--batch-size", "2"),
+        *_args(tiny_model_dir, data, ddp, "--max-steps", "3", "--batch-size", "2", command=command),
     ]
     two = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-4000:]

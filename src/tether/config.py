@@ -230,25 +230,33 @@ PREFERENCE_CONFIGS = (DPOConfig, ORPOConfig, SimPOConfig)
 
 
 class DemoConfig(ModelOptions):
-    """The main job on the embedded default: measure, fine-tune for safety, measure again."""
+    """The main job on the embedded default: measure, build on-policy pairs, train with DPO, measure again."""
 
     command: ClassVar[str] = "demo"
     out: Path = Path("runs/demo")
-    """Output folder of the demo run."""
-    steps: int = Field(60, ge=1)
-    """Optimizer steps of the safety fine-tune."""
-    lr: float = Field(3e-5, gt=0)
-    """Learning rate of the safety fine-tune (use about 3e-4 with --lora)."""
-    lora: bool = False
-    """Fine-tune LoRA adapters instead of all weights."""
-    helpful_weight: int = Field(2, ge=1)
-    """How many times each benign or borderline example (the model's own answer) appears in training."""
+    """Output folder of the demo run (pairs, DPO run, results JSON, report.html)."""
+    samples: int = Field(2, ge=1)
+    """Answers sampled from the model per training prompt; each can make one on-policy pair."""
+    temperature: float = Field(0.7, ge=0)
+    """Sampling temperature of the training answers (the measurements use greedy decoding)."""
+    steps: int = Field(36, ge=1)
+    """Optimizer steps of the DPO fine-tune."""
+    lr: float = Field(2e-4, gt=0)
+    """Learning rate of the DPO fine-tune (LoRA)."""
+    beta: float = Field(0.1, gt=0)
+    """DPO beta."""
+    rpo_alpha: float = Field(0.5, ge=0)
+    """Weight of the chosen-answer NLL term added to the DPO loss (RPO); 0 for plain DPO."""
+    lora: bool = True
+    """Train LoRA adapters (the reference is then the base model with adapters disabled)."""
     batch_size: int = Field(8, ge=1)
-    """Examples per batch."""
+    """Pairs per optimizer step."""
     max_new_tokens: int = Field(64, ge=1)
-    """Tokens generated per answer when measuring before and after."""
+    """Tokens generated per answer, for the pairs and for the measurements."""
+    generation_backend: Literal["auto", "hf", "vllm"] = "auto"
+    """Generation engine: vLLM when installed on a GPU machine ('auto'), else Hugging Face generate."""
     seed: int = 0
-    """Seed of the fine-tune."""
+    """Seed of sampling and training."""
 
 
 CONFIGS: dict[str, type[Options]] = {

@@ -58,7 +58,7 @@ def _chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 
 
 def selected_logprobs(
-    hidden: torch.Tensor, head: Any, labels: torch.Tensor, *, chunk_size: int = 1024
+    hidden: torch.Tensor, head: Any, labels: torch.Tensor, *, chunk_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log p of each labelled next token: returns (``[N]`` log-probs, ``[B, T-1]`` boolean mask).
 
@@ -83,7 +83,7 @@ def selected_logprobs(
 
 
 def sequence_logprobs(
-    model: Any, batch: dict[str, torch.Tensor], *, chunk_size: int = 1024
+    model: Any, batch: dict[str, torch.Tensor], *, chunk_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-probs of the labelled tokens of each row ``[B]`` and the count of those tokens ``[B]``."""
     hidden, head = final_hidden_states(model, batch)
