@@ -41,15 +41,11 @@ class GenerationEngine:
         self.progress = progress
 
     def prompt_ids(self, prompt: str | Sequence[Message]) -> list[int]:
-        messages = [Message(role="user", content=prompt)] if isinstance(prompt, str) else list(prompt)
-        return self.encoder.prompt_ids(messages)
+        return chat_prompt_ids(self.encoder, prompt)
 
     def generate(self, prompts: Sequence[str | Sequence[Message]], params: SamplingParams) -> list[str]:
         """One completion per prompt, in order, cut at the first stop string."""
-        return [
-            _cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), params.stop).strip()
-            for ids in self.generate_ids(prompts, params)
-        ]
+        return decode_completions(self.tokenizer, self.generate_ids(prompts, params), params.stop)
 
     @torch.no_grad()
     def generate_ids(self, prompts: Sequence[str | Sequence[Message]], params: SamplingParams) -> list[list[int]]:
@@ -96,6 +92,17 @@ class GenerationEngine:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
+
+
+def chat_prompt_ids(encoder: ChatEncoder, prompt: str | Sequence[Message]) -> list[int]:
+    """Token ids of a prompt (a string is one user message) with the chat template's generation prompt."""
+    messages = [Message(role="user", content=prompt)] if isinstance(prompt, str) else list(prompt)
+    return encoder.prompt_ids(messages)
+
+
+def decode_completions(tokenizer: Any, completions: Sequence[list[int]], stop: tuple[str, ...]) -> list[str]:
+    """Decoded completions without special tokens, each cut at its first stop string and stripped."""
+    return [_cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stop).strip() for ids in completions]
 
 
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:

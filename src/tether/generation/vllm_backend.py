@@ -21,7 +21,7 @@ from typing import Any
 from tether.data.records import Message
 from tether.data.tokenization import ChatEncoder
 from tether.errors import TetherError
-from tether.generation.engine import SamplingParams, _cut_at_stop
+from tether.generation.engine import SamplingParams, chat_prompt_ids, decode_completions
 
 
 class VLLMEngine:
@@ -53,15 +53,11 @@ class VLLMEngine:
         self.llm = vllm.LLM(model=model_path, dtype=dtype, seed=seed, **llm_kwargs)
 
     def prompt_ids(self, prompt: str | Sequence[Message]) -> list[int]:
-        messages = [Message(role="user", content=prompt)] if isinstance(prompt, str) else list(prompt)
-        return self.encoder.prompt_ids(messages)
+        return chat_prompt_ids(self.encoder, prompt)
 
     def generate(self, prompts: Sequence[str | Sequence[Message]], params: SamplingParams) -> list[str]:
         """One completion per prompt, in order, cut at the first stop string."""
-        return [
-            _cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), params.stop).strip()
-            for ids in self.generate_ids(prompts, params)
-        ]
+        return decode_completions(self.tokenizer, self.generate_ids(prompts, params), params.stop)
 
     def generate_ids(self, prompts: Sequence[str | Sequence[Message]], params: SamplingParams) -> list[list[int]]:
         """Generated token ids per prompt, in order, ending at the first EOS."""
