@@ -228,3 +228,43 @@ def test_kto_trains_with_a_mismatched_reference_point(tmp_path, tiny_model_dir, 
     kl = mismatched_sequences(examples, max_length=4)
     assert kl[0].input_ids == [1, 2, 7] and kl[1].input_ids == [6, 3, 4, 5]
     assert kl[0].labels[:2] == [-100, -100]
+
+
+def test_bco_resume_restores_the_running_reward_mean(tmp_path, tiny_model_dir, pair_file):
+    """BCO's shift delta is a running mean over the whole run: a resumed run must continue it, so its
+    final weights equal an uninterrupted run's."""
+    import shutil
+
+    from tether.train.checkpoint import checkpoint_dirs
+    from tether.train.preference import run_preference
+
+    def config(out: Path, **extra) -> DPOConfig:
+        return DPOConfig(
+            model=str(tiny_model_dir),
+            data=str(pair_file),
+            out=out,
+            loss="bco",
+            lr=1e-2,
+            batch_size=2,
+            max_steps=4,
+            save_every=2,
+            progress=False,
+            **extra,
+        )
+
+    straight = tmp_path / "straight"
+    run_preference(config(straight))
+    first, last = checkpoint_dirs(straight / "checkpoints")
+    state = json.loads((first / "state.json").read_text())
+    assert state["extra"]["bco_mean"]["count"] == 2 * 2 * 2, "2 steps x 2 pairs x (chosen, rejected)"
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "model")
+    shutil.rmtree(resumed / "checkpoints" / last.name)
+    run_preference(config(resumed, resume=True))
+    a = load_file(str(straight / "model" / "model.safetensors"))
+    b = load_file(str(resumed / "model" / "model.safetensors"))
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    deltas = [m["bco/delta"] for m in _metrics(resumed)]
+    assert deltas == [m["bco/delta"] for m in _metrics(straight)]
