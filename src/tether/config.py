@@ -239,13 +239,13 @@ class DemoConfig(ModelOptions):
     """Answers sampled from the model per training prompt; each can make one on-policy pair."""
     temperature: float = Field(0.7, ge=0)
     """Sampling temperature of the training answers (the measurements use greedy decoding)."""
-    steps: int = Field(36, ge=1)
+    steps: int = Field(26, ge=1)
     """Optimizer steps of the DPO fine-tune."""
-    lr: float = Field(2e-4, gt=0)
+    lr: float = Field(1e-3, gt=0)
     """Learning rate of the DPO fine-tune (LoRA)."""
     beta: float = Field(0.1, gt=0)
     """DPO beta."""
-    rpo_alpha: float = Field(0.5, ge=0)
+    rpo_alpha: float = Field(2.0, ge=0)
     """Weight of the chosen-answer NLL term added to the DPO loss (RPO); 0 for plain DPO."""
     lora: bool = True
     """Train LoRA adapters (the reference is then the base model with adapters disabled)."""
