@@ -163,3 +163,21 @@ def _numeric(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def machine_lines(command: str, machine: dict, peak_before: dict, peak_after: dict, peak: float) -> list[str]:
+    """The report lines every benchmark starts with: command, machine and versions, matmul peak."""
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+    return [
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores ({machine['logical_cores']} logical), "
+        f"{machine['memory_gib']} GiB RAM, torch threads {machine['torch_threads']}, "
+        f"load average {machine['load_avg_1m']} before / {machine['load_avg_1m_after']} after (includes these runs); "
+        f"{versions}",
+        "",
+        f"fp32 matmul peak ({peak_before['n']}^2, best of {peak_before['repeats']}): "
+        f"{peak_before['gflops_best']:.1f} GFLOP/s before, {peak_after['gflops_best']:.1f} after; "
+        f"peak = {peak:.1f} GFLOP/s",
+        "",
+    ]

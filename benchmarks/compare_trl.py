@@ -99,7 +99,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import command_line, machine_info, markdown_table, matmul_peak, run_child
+from common import command_line, machine_info, machine_lines, markdown_table, matmul_peak, run_child
 from sft_throughput import HH_RLHF, model_flops, model_shape, require_data
 
 
@@ -697,21 +697,10 @@ def build_report(args, command, machine, shape, data, settings, peak_before, pea
                 f"{t['optim']}, precompute {t['precompute_ref_log_probs']}, reference copy {t['reference_model_copy']}"
             )
     step_tokens = [s["tokens"] for s in base["steps"]]
-    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
     lines = [
         "## DPO: tether vs TRL DPOTrainer" if any(r["peer"] == "trl" for r in runs) else "## DPO: tether",
         "",
-        f"Command: `{command}`",
-        "",
-        f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores ({machine['logical_cores']} logical), "
-        f"{machine['memory_gib']} GiB RAM, torch threads {machine['torch_threads']}, "
-        f"load average {machine['load_avg_1m']} before / {machine['load_avg_1m_after']} after (includes these runs); "
-        f"{versions}",
-        "",
-        f"fp32 matmul peak ({peak_before['n']}^2, best of {peak_before['repeats']}): "
-        f"{peak_before['gflops_best']:.1f} GFLOP/s before, {peak_after['gflops_best']:.1f} after; "
-        f"peak = {peak:.1f} GFLOP/s",
-        "",
+        *machine_lines(command, machine, peak_before, peak_after, peak),
         f"Model: embedded smollm2-135m-instruct; N = {shape['N_matmul']:,} matmul weights, head V*d = "
         f"{shape['H_head']:,}, L = {shape['layers']}, d_attn = {shape['d_attn']}, N_lora = {shape['N_lora']:,}",
         "",

@@ -97,7 +97,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import SHARED_DATA, command_line, machine_info, markdown_table, matmul_peak, run_child
+from common import SHARED_DATA, command_line, machine_info, machine_lines, markdown_table, matmul_peak, run_child
 
 HH_RLHF = SHARED_DATA / "hh-rlhf" / "harmless-base-test.shared.jsonl"
 MODES = ("full", "lora")
@@ -633,21 +633,10 @@ def build_report(args, command, machine, shape, data, peak_before, peak_after, p
         "HFU",
         "tokens/s vs TRL",
     ]
-    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
     lines = [
         "## SFT throughput: tether" + (" vs TRL SFTTrainer" if args.peers else ""),
         "",
-        f"Command: `{command}`",
-        "",
-        f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores ({machine['logical_cores']} logical), "
-        f"{machine['memory_gib']} GiB RAM, torch threads {machine['torch_threads']}, "
-        f"load average {machine['load_avg_1m']} before / {machine['load_avg_1m_after']} after (includes these runs); "
-        f"{versions}",
-        "",
-        f"fp32 matmul peak ({peak_before['n']}^2, best of {peak_before['repeats']}): "
-        f"{peak_before['gflops_best']:.1f} GFLOP/s before, {peak_after['gflops_best']:.1f} after; "
-        f"peak = {peak:.1f} GFLOP/s",
-        "",
+        *machine_lines(command, machine, peak_before, peak_after, peak),
         f"Model: embedded smollm2-135m-instruct fp32; N = {shape['N_matmul']:,} matmul weights, "
         f"head V*d = {shape['H_head']:,} ({'tied to' if shape['tied_embeddings'] else 'apart from'} the "
         f"embedding), L = {shape['layers']}, d_attn = {shape['d_attn']}, N_lora = {shape['N_lora']:,} "
