@@ -81,26 +81,31 @@ def loss_params(config: Any) -> PreferenceLossParams:
     )
 
 
+@torch.no_grad()
 def pair_metrics(out: LossOutput, logps: PreferenceBatchLogps) -> dict[str, float]:
-    """Per-step means of the rewards, log-probs, KL estimate and extra loss terms of a micro-batch."""
+    """Per-step means of the rewards, log-probs, KL estimate and extra loss terms of a micro-batch.
+
+    Everything is stacked and copied to the host once (one device sync per micro-batch, not one per metric).
+    """
     chosen, rejected = out.chosen_rewards, out.rejected_rewards
-    metrics = {
-        "rewards/chosen": chosen.mean().item(),
-        "rewards/rejected": rejected.mean().item(),
-        "rewards/margin": (chosen - rejected).mean().item(),
-        "rewards/accuracy": (chosen > rejected).float().mean().item(),
-        "logps/chosen": logps.policy_chosen.detach().mean().item(),
-        "logps/rejected": logps.policy_rejected.detach().mean().item(),
+    values = {
+        "rewards/chosen": chosen.mean(),
+        "rewards/rejected": rejected.mean(),
+        "rewards/margin": (chosen - rejected).mean(),
+        "rewards/accuracy": (chosen > rejected).float().mean(),
+        "logps/chosen": logps.policy_chosen.mean(),
+        "logps/rejected": logps.policy_rejected.mean(),
     }
     if logps.ref_chosen is not None:
-        metrics["logps/ref_chosen"] = logps.ref_chosen.mean().item()
-        metrics["logps/ref_rejected"] = logps.ref_rejected.mean().item()
+        values["logps/ref_chosen"] = logps.ref_chosen.mean()
+        values["logps/ref_rejected"] = logps.ref_rejected.mean()
         drift = (logps.policy_chosen - logps.ref_chosen).sum() + (logps.policy_rejected - logps.ref_rejected).sum()
         tokens = (logps.chosen_lengths.sum() + logps.rejected_lengths.sum()).clamp(min=1)
-        metrics["kl_estimate"] = (drift.detach() / tokens).item()
+        values["kl_estimate"] = drift / tokens
     for name, value in out.terms.items():
-        metrics[f"terms/{name}"] = value.detach().float().mean().item()
-    return metrics
+        values[f"terms/{name}"] = value.float().mean()
+    stacked = torch.stack([v.detach().float().reshape(()) for v in values.values()]).tolist()
+    return dict(zip(values, stacked, strict=True))
 
 
 class PairObjective:
