@@ -87,14 +87,14 @@ def machine_info(packages: Sequence[str] = ("torch", "transformers", "peft", "ac
     }
 
 
-def matmul_peak(n: int = 2048, warmup: int = 3, repeats: int = 10) -> dict:
-    """Best-of-``repeats`` fp32 ``torch.matmul`` of two n x n matrices (2 n^3 FLOPs) after ``warmup`` calls."""
+def matmul_peak(n: int = 2048, warmup: int = 3, repeats: int = 10, dtype: str = "float32") -> dict:
+    """Best-of-``repeats`` ``torch.matmul`` of two n x n ``dtype`` matrices (2 n^3 FLOPs) after ``warmup`` calls."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen)
-    b = torch.randn(n, n, generator=gen)
-    out = torch.empty(n, n)
+    a = torch.randn(n, n, generator=gen).to(getattr(torch, dtype))
+    b = torch.randn(n, n, generator=gen).to(a.dtype)
+    out = torch.empty(n, n, dtype=a.dtype)
     for _ in range(warmup):
         torch.matmul(a, b, out=out)
     times = []
@@ -105,6 +105,7 @@ def matmul_peak(n: int = 2048, warmup: int = 3, repeats: int = 10) -> dict:
     flops = 2 * n**3
     return {
         "n": n,
+        "dtype": dtype,
         "repeats": repeats,
         "threads": torch.get_num_threads(),
         "best_s": min(times),
@@ -165,8 +166,10 @@ def _numeric(text: str) -> bool:
     return True
 
 
-def machine_lines(command: str, machine: dict, peak_before: dict, peak_after: dict, peak: float) -> list[str]:
-    """The report lines every benchmark starts with: command, machine and versions, matmul peak."""
+def machine_lines(
+    command: str, machine: dict, peak_before: dict, peak_after: dict, peak: float, *, extra_peaks: list[str] = ()
+) -> list[str]:
+    """The report lines every benchmark starts with: command, machine and versions, matmul peak(s)."""
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
     return [
         f"Command: `{command}`",
@@ -179,5 +182,6 @@ def machine_lines(command: str, machine: dict, peak_before: dict, peak_after: di
         f"fp32 matmul peak ({peak_before['n']}^2, best of {peak_before['repeats']}): "
         f"{peak_before['gflops_best']:.1f} GFLOP/s before, {peak_after['gflops_best']:.1f} after; "
         f"peak = {peak:.1f} GFLOP/s",
+        *extra_peaks,
         "",
     ]

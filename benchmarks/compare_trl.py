@@ -69,7 +69,8 @@ Measurements
 - Peak RSS: ``ru_maxrss`` of that child alone (``os.wait4``): imports, data, model(s), reference pass,
   training and saving.
 - Matmul peak: best of 10 timed fp32 2048 x 2048 ``torch.matmul`` with the runs' thread count, measured
-  before and after the runs; the larger is the peak.
+  before and after the runs; the larger is the peak. The same for bf16 matrices: the MFU of an engine
+  that computes in bf16 (autocast) is against the bf16 peak.
 
 FLOPs
 -----
@@ -109,7 +110,7 @@ class Engine:
     peer: str  # "tether" or "trl"
     mode: str = "full"  # "full" or "lora"
     gradient_checkpointing: bool | None = False  # None: the peer's default
-    fp32: bool = True  # False: the peer's default precision
+    precision: str = "fp32"  # "fp32", "bf16" (autocast, fp32 weights and optimizer) or "default" (the peer's)
     precompute: bool = True  # reference log-probs before training (tether always)
     setup: str = ""
 
@@ -121,16 +122,30 @@ ENGINES = {
         Engine("tether-gc", "tether", gradient_checkpointing=True, setup="--gradient-checkpointing"),
         Engine("tether-lora", "tether", mode="lora", setup="--lora"),
         Engine("tether-lora-gc", "tether", "lora", True, setup="--lora --gradient-checkpointing"),
+        Engine("tether-bf16", "tether", precision="bf16", setup="--mixed-precision bf16"),
+        Engine(
+            "tether-bf16-gc",
+            "tether",
+            gradient_checkpointing=True,
+            precision="bf16",
+            setup="--mixed-precision bf16 --gradient-checkpointing",
+        ),
         Engine(
             "trl-default",
             "trl",
             gradient_checkpointing=None,
-            fp32=False,
+            precision="default",
             precompute=False,
             setup="DPOConfig defaults (CPU: bf16 autocast, gradient checkpointing, fused AdamW, reference in step)",
         ),
         Engine("trl-cpu", "trl", precompute=False, setup="fp32, no gradient checkpointing, reference in step"),
         Engine("trl-precompute", "trl", setup="fp32, no gradient checkpointing, precompute_ref_log_probs"),
+        Engine(
+            "trl-bf16-precompute",
+            "trl",
+            precision="bf16",
+            setup="trl-precompute under bf16 autocast (`bf16=True`, `adamw_torch`)",
+        ),
     )
 }
 LOSS_TOL = 1e-3
@@ -252,6 +267,7 @@ def run_tether(spec: dict[str, Any], engine: Engine) -> dict[str, Any]:
         seed=s["seed"],
         lora=engine.mode == "lora",
         gradient_checkpointing=bool(engine.gradient_checkpointing),
+        mixed_precision="bf16" if engine.precision == "bf16" else "no",
         progress=False,
         overwrite=True,
     )
@@ -296,6 +312,8 @@ def tether_command(config: Any) -> str:
         f"--seed {config.seed}",
     ]
     flags += ["--lora"] * config.lora + ["--gradient-checkpointing"] * config.gradient_checkpointing
+    if config.mixed_precision != "no":
+        flags.append(f"--mixed-precision {config.mixed_precision}")
     return "TETHER_REFERENCE_CACHE=$(mktemp -d) tether dpo " + " ".join(flags) + " --no-progress --overwrite"
 
 
@@ -337,8 +355,8 @@ def run_trl(spec: dict[str, Any], engine: Engine) -> dict[str, Any]:
         "report_to": "none",
         "disable_tqdm": True,
     }
-    if engine.fp32:
-        kwargs.update(bf16=False, fp16=False, optim="adamw_torch")
+    if engine.precision != "default":
+        kwargs.update(bf16=engine.precision == "bf16", fp16=False, optim="adamw_torch")
     if engine.gradient_checkpointing is not None:
         kwargs["gradient_checkpointing"] = engine.gradient_checkpointing
     if engine.precompute:
@@ -525,8 +543,8 @@ def main(argv: list[str] | None = None) -> None:
         data = prepare_pairs(args.data, args.steps * args.batch_size, args.max_length, data_path)
         plan = BatchPlan(tuple(data["lengths"]), args.batch_size, args.seed, defaults["group_by_length"])
         order = [i for batch in plan.batches(0) for i in batch]  # the batches `tether dpo` will train, in order
-        peak_before = matmul_peak()
-        print(f"matmul fp32 2048^2: {peak_before['gflops_best']:.1f} GFLOP/s (best of {peak_before['repeats']})")
+        peak_before, bf16_before = matmul_peak(), matmul_peak(dtype="bfloat16")
+        print(f"matmul 2048^2: fp32 {peak_before['gflops_best']:.1f}, bf16 {bf16_before['gflops_best']:.1f} GFLOP/s")
         for name in args.engines:
             engine = ENGINES[name]
             spec = {
@@ -563,10 +581,12 @@ def main(argv: list[str] | None = None) -> None:
             )
             if "command" in run:
                 print(f"  same run from the CLI: {run['command']}")
-        peak_after = matmul_peak()
+        peak_after, bf16_after = matmul_peak(), matmul_peak(dtype="bfloat16")
     machine["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     peak = max(peak_before["gflops_best"], peak_after["gflops_best"])
-    report = build_report(args, command, machine, shape, data, settings, peak_before, peak_after, peak, runs)
+    bf16 = {"before": bf16_before, "after": bf16_after}
+    bf16["peak_gflops"] = max(bf16_before["gflops_best"], bf16_after["gflops_best"])
+    report = build_report(args, command, machine, shape, data, settings, peak_before, peak_after, peak, runs, bf16)
     report["wall_s"] = time.perf_counter() - started
     print()
     print(report["markdown"])
@@ -575,6 +595,30 @@ def main(argv: list[str] | None = None) -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({k: v for k, v in report.items() if k != "markdown"}, indent=2) + "\n")
         print(f"wrote {args.json}")
+
+
+def goal_lines(runs: list[dict[str, Any]], trl_runs: list[dict[str, Any]]) -> list[str]:
+    """Issue 3's goal, at least 2x TRL's tokens/s at under a third of its peak RSS, per TRL reference."""
+    references = {"fastest fp32 TRL": [r for r in trl_runs if r["precision"] == "fp32"], "fastest TRL": trl_runs}
+    lines = []
+    for label, candidates in references.items():
+        if not candidates:
+            continue
+        ref = max(candidates, key=lambda r: r["summary"]["tokens_per_s"])
+        speed, memory = ref["summary"]["tokens_per_s"], ref["peak_rss_gib"]
+        met = [
+            f"{r['engine']} ({r['summary']['tokens_per_s'] / speed:.2f}x at {r['peak_rss_gib'] / memory:.2f}x)"
+            for r in runs
+            if r["peer"] == "tether"
+            and r["mode"] == "full"
+            and r["summary"]["tokens_per_s"] >= 2 * speed
+            and r["peak_rss_gib"] < memory / 3
+        ]
+        lines.append(
+            f"goal vs the {label} ({ref['engine']}: {_rate(speed)} tokens/s, {memory:.2f} GiB), full fine-tuning "
+            f">= 2x tokens/s at < 1/3 peak RSS: " + (f"met by {', '.join(met)}" if met else "not met")
+        )
+    return lines
 
 
 def _rate(value: float) -> str:
@@ -609,16 +653,22 @@ def parity(base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_report(args, command, machine, shape, data, settings, peak_before, peak_after, peak, runs) -> dict:
+def computes_in_bf16(run: dict[str, Any]) -> bool:
+    """bf16 autocast: asked for, or TRL's default on this machine."""
+    return run["precision"] == "bf16" or bool(run.get("trl_setup", {}).get("bf16"))
+
+
+def build_report(args, command, machine, shape, data, settings, peak_before, peak_after, peak, runs, bf16) -> dict:
     base = next((r for r in runs if r["engine"] == "tether"), runs[0])
-    baseline = next((r for r in runs if r["engine"] == "trl-default"), None) or next(
-        (r for r in runs if r["peer"] == "trl"), None
-    )
+    trl_runs = [r for r in runs if r["peer"] == "trl"]
+    baseline = max(trl_runs, key=lambda r: r["summary"]["tokens_per_s"], default=None)  # TRL's fastest
     rows, notes = [], []
     for run in runs:
         s = run["summary"]
         ratio = s["tokens_per_s"] / baseline["summary"]["tokens_per_s"] if baseline else None
-        run["tokens_per_s_vs_baseline"] = ratio
+        memory = run["peak_rss_gib"] / baseline["peak_rss_gib"] if baseline else None
+        run["tokens_per_s_vs_baseline"], run["peak_rss_vs_baseline"] = ratio, memory
+        run["mfu"] = s["model_gflops_per_s"] / (bf16["peak_gflops"] if computes_in_bf16(run) else peak)
         reference = "in step" if run["reference_in_step"] else run["reference_s"]
         rows.append(
             [
@@ -628,12 +678,15 @@ def build_report(args, command, machine, shape, data, settings, peak_before, pea
                 f"{run['peak_rss_gib']:.2f}",
                 f"{reference:.1f}" if isinstance(reference, float) else reference,
                 f"{s['model_gflops_per_s']:.1f}",
-                f"{100 * s['model_gflops_per_s'] / peak:.1f}%",
+                f"{100 * run['mfu']:.1f}% {'bf16' if computes_in_bf16(run) else 'fp32'}",
                 None if ratio is None else f"{ratio:.2f}x",
+                None if memory is None else f"{memory:.2f}x",
             ]
         )
-    headers = ["engine", "setup", "tokens/s", "peak RSS GiB", "reference pass s", "model GFLOP/s", "MFU", ""]
-    headers[-1] = f"tokens/s vs {baseline['engine']}" if baseline else "tokens/s vs TRL"
+    headers = ["engine", "setup", "tokens/s", "peak RSS GiB", "reference pass s", "model GFLOP/s", "MFU", "", ""]
+    if baseline:
+        headers[-2:] = [f"tokens/s vs {baseline['engine']}", f"peak RSS vs {baseline['engine']}"]
+        notes += goal_lines(runs, trl_runs)
 
     # Parity: every engine against tether (or the first engine); losses only for full fine-tuning.
     detail = []
@@ -665,7 +718,7 @@ def build_report(args, command, machine, shape, data, settings, peak_before, pea
         p = run["parity"]
         if p is None or run["mode"] != base["mode"]:
             continue
-        judged = run["fp32"]
+        judged = run["precision"] == "fp32"
         verdicts.append(
             f"{run['engine']} vs {base['engine']}: same batches {'yes' if p['same_batches'] else 'NO'}; "
             f"max |loss diff| {p['max_abs_loss_diff']:.2e}, max relative logps diff {p['max_rel_logps_diff']:.2e}, "
@@ -700,7 +753,18 @@ def build_report(args, command, machine, shape, data, settings, peak_before, pea
     lines = [
         "## DPO: tether vs TRL DPOTrainer" if any(r["peer"] == "trl" for r in runs) else "## DPO: tether",
         "",
-        *machine_lines(command, machine, peak_before, peak_after, peak),
+        *machine_lines(
+            command,
+            machine,
+            peak_before,
+            peak_after,
+            peak,
+            extra_peaks=[
+                f"bf16 matmul peak (same shape): {bf16['before']['gflops_best']:.1f} GFLOP/s before, "
+                f"{bf16['after']['gflops_best']:.1f} after; peak = {bf16['peak_gflops']:.1f} GFLOP/s (the MFU of "
+                "engines that compute in bf16 is against this peak)",
+            ],
+        ),
         f"Model: embedded smollm2-135m-instruct; N = {shape['N_matmul']:,} matmul weights, head V*d = "
         f"{shape['H_head']:,}, L = {shape['layers']}, d_attn = {shape['d_attn']}, N_lora = {shape['N_lora']:,}",
         "",
@@ -740,7 +804,7 @@ def build_report(args, command, machine, shape, data, settings, peak_before, pea
         "machine": machine,
         "settings": settings,
         "tolerances": {"loss_abs": LOSS_TOL, "logps_rel": LOGPS_TOL},
-        "matmul": {"before": peak_before, "after": peak_after, "peak_gflops": peak},
+        "matmul": {"before": peak_before, "after": peak_after, "peak_gflops": peak, "bf16": bf16},
         "model": shape,
         "data": data,
         "runs": runs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -199,6 +200,56 @@ def test_reference_log_probs_are_cached_by_model_and_data(tmp_path, tiny_model_d
     assert len(calls) == 3, "other data: a cache miss"
     run(pair_file, "e", ref_cache=False)
     assert len(calls) == 4
+
+
+def test_bf16_autocast_scores_the_reference_in_the_same_precision(tmp_path, tiny_model_dir, pair_file):
+    """Under --mixed-precision bf16 the step-1 policy is its reference exactly (loss log 2), the log-probs
+    are not the fp32 ones (autocast really ran), and the reference cache keeps the two precisions apart."""
+    from tether.train.preference import run_preference
+
+    def run(out: str, precision: str) -> dict:
+        config = DPOConfig(
+            model=str(tiny_model_dir),
+            data=str(pair_file),
+            out=tmp_path / out,
+            batch_size=4,
+            max_steps=2,
+            mixed_precision=precision,
+            progress=False,
+        )
+        run_preference(config)
+        return _metrics(tmp_path / out)
+
+    fp32 = run("fp32", "no")
+    bf16 = run("bf16", "bf16")
+    assert bf16[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert bf16[0]["logps/ref_chosen"] == bf16[0]["logps/chosen"]
+    assert bf16[0]["logps/chosen"] != fp32[0]["logps/chosen"]
+    assert bf16[0]["logps/chosen"] == pytest.approx(fp32[0]["logps/chosen"], rel=0.05)
+    assert all(math.isfinite(m["loss"]) for m in bf16)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 autocast is allowed on a GPU")
+def test_fp16_on_cpu_is_refused_with_the_fix(tmp_path, tiny_model_dir, pair_file):
+    from tests.conftest import run_cli
+
+    result = run_cli(
+        "dpo",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(pair_file),
+        "--out",
+        str(tmp_path / "o"),
+        "--mixed-precision",
+        "fp16",
+        "--max-steps",
+        "1",
+        "--no-progress",
+    )
+    assert result.returncode != 0
+    assert "fp16 needs a GPU" in result.stderr and "bf16" in result.stderr
+    assert not (tmp_path / "o" / "model").exists()
 
 
 def test_kto_trains_with_a_mismatched_reference_point(tmp_path, tiny_model_dir, unpaired_file):

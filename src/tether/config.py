@@ -119,6 +119,9 @@ class TrainOptions(Options):
     """Show a progress bar."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass: far less memory, about a third more compute."""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """Autocast matrix products to bf16/fp16 while weights, gradients and optimizer stay fp32 (accelerate).
+    bf16 is several times faster on CPUs with AVX512-BF16 or AMX and on recent GPUs; 'no' is exact fp32."""
 
 
 class SFTOptions(Options):

@@ -77,6 +77,7 @@ class LoopSettings:
     log_every: int = 1
     report_to: list[str] = field(default_factory=list)
     progress: bool = True
+    mixed_precision: str = "no"
 
     @classmethod
     def from_config(cls, config: Any) -> LoopSettings:
@@ -89,14 +90,21 @@ def make_accelerator(settings: LoopSettings):
     import importlib.util
 
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     for tracker in settings.report_to:
         if importlib.util.find_spec(tracker) is None:
             raise TetherError(f"--report-to {tracker} needs the {tracker} package: pip install 'tether[{tracker}]'")
+    if settings.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise TetherError("--mixed-precision fp16 needs a GPU; on CPU use bf16 (or 'no' for exact fp32)")
+    # One process may run several commands (tests, notebooks): forget the previous run's precision,
+    # keep its process group.
+    AcceleratorState._reset_state()
     return Accelerator(
         log_with=list(settings.report_to) or None,
         project_dir=str(settings.out),
         cpu=not torch.cuda.is_available(),
+        mixed_precision=settings.mixed_precision,
     )
 
 
@@ -228,7 +236,7 @@ class TrainLoop:
         for j, batch in enumerate(micro):
             sync = j == len(micro) - 1
             ctx = nullcontext() if sync or self.world == 1 else self.accelerator.no_sync(self.model)
-            with ctx:
+            with ctx, self.accelerator.autocast():
                 loss_sum, batch_metrics = self.loss_fn(self.model, batch)
                 loss = loss_sum * (self.world / global_units.to(loss_sum.dtype))
                 self.accelerator.backward(loss)

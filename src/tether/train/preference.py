@@ -147,6 +147,8 @@ def reference_scores(config: Any, model: Any, sequences: list, inputs: Any, *, c
     """Reference log-probs of ``sequences``, from the on-disk cache or computed once now."""
     spec = config.ref_model or config.model
     fingerprint = model_fingerprint(spec, revision=config.revision, dtype=config.dtype)
+    if config.mixed_precision != "no":
+        fingerprint["mixed_precision"] = config.mixed_precision
     key = cache_key(fingerprint, sequences)
     pad_id = inputs.tokenizer.pad_token_id
     accelerator = inputs.accelerator

@@ -87,8 +87,10 @@ def score_examples(
 ) -> torch.Tensor:
     """Summed log-prob of the labelled tokens of each example, ``[N]`` float32, in the given order.
 
-    ``disable_adapters`` scores a peft model's base weights. Examples are sorted by length so that
-    batches pad little; with an ``accelerator`` the work is split across its processes.
+    ``disable_adapters`` scores a peft model's base weights. Under an ``accelerator`` with mixed precision
+    the scoring runs in the same autocast as training, so that the step-1 policy equals its reference.
+    Examples are sorted by length so that batches pad little; with an ``accelerator`` the work is split
+    across its processes.
     """
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     device = accelerator.device if accelerator else next(model.parameters()).device
@@ -103,8 +105,9 @@ def score_examples(
     model.eval()
     scores: dict[int, float] = {}
     context = model.disable_adapter() if disable_adapters else nullcontext()
+    autocast = accelerator.autocast() if accelerator else nullcontext()
     try:
-        with context:
+        with context, autocast:
             for batch in iterator:
                 inputs = {k: v.to(device) for k, v in collate([examples[i] for i in batch], pad_id).items()}
                 sums, _ = sequence_logprobs(model, inputs)
