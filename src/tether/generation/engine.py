@@ -95,8 +95,15 @@ class GenerationEngine:
 
 
 def chat_prompt_ids(encoder: ChatEncoder, prompt: str | Sequence[Message]) -> list[int]:
-    """Token ids of a prompt (a string is one user message) with the chat template's generation prompt."""
+    """Token ids of a prompt (a string is one user message) with the chat template's generation prompt.
+
+    A chat that ends with an assistant message is a *prefill*: the answer starts with that text and the
+    model continues it (the returned completion is only the continuation).
+    """
     messages = [Message(role="user", content=prompt)] if isinstance(prompt, str) else list(prompt)
+    if messages and messages[-1].role == "assistant":
+        prefill = encoder.tokenizer(messages[-1].content, add_special_tokens=False)["input_ids"]
+        return encoder.prompt_ids(messages[:-1]) + list(prefill)
     return encoder.prompt_ids(messages)
 
 

@@ -70,6 +70,34 @@ def grouped_bars(
         return _svg(fig)
 
 
+def scatter_with_intervals(
+    points: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> str:
+    """One labelled point per name at (x, y), each given as (value, low, high) fractions in [0, 1],
+    with its confidence intervals as error bars; axes in percent from 0 to 100."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(5.0, 4.0), layout="constrained")
+        ax = fig.add_subplot()
+        for name, ((x, x_low, x_high), (y, y_low, y_high)) in points.items():
+            if math.isnan(x) or math.isnan(y):
+                continue
+            ax.errorbar(
+                [100 * x],
+                [100 * y],
+                xerr=[[100 * (x - x_low)], [100 * (x_high - x)]],
+                yerr=[[100 * (y - y_low)], [100 * (y_high - y)]],
+                fmt="o",
+                capsize=3,
+                label=name,
+            )
+            ax.annotate(name, (100 * x, 100 * y), textcoords="offset points", xytext=(5, 5), fontsize="small")
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(-2, 102), ylim=(-2, 102))
+        return _svg(fig)
+
+
 def _svg(fig: Figure) -> str:
     """The figure as an ``<svg>`` element, without the XML prolog (it is embedded in HTML)."""
     FigureCanvasSVG(fig)  # explicit backend: no pyplot, no display

@@ -78,7 +78,7 @@ class KTOObjective:
         with torch.no_grad():
             kl_batch = {k[3:]: v for k, v in batch.items() if k.startswith("kl_")}
             policy_kl, _ = sequence_logprobs(model, kl_batch)
-            stats = torch.stack([(policy_kl - batch["ref_kl"]).sum(), torch.tensor(float(policy_kl.numel()))])
+            stats = torch.stack([(policy_kl - batch["ref_kl"]).sum(), policy_kl.new_tensor(float(policy_kl.numel()))])
             if self.accelerator is not None and self.accelerator.num_processes > 1:
                 stats = self.accelerator.reduce(stats, reduction="sum")
             mean = stats[0] / stats[1].clamp(min=1)

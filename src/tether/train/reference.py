@@ -88,7 +88,8 @@ def score_examples(
     """Summed log-prob of the labelled tokens of each example, ``[N]`` float32, in the given order.
 
     ``disable_adapters`` scores a peft model's base weights. Under an ``accelerator`` with mixed precision
-    the scoring runs in the same autocast as training, so that the step-1 policy equals its reference.
+    the scoring runs in the same autocast as training, so that the reference carries the policy's rounding
+    (up to the effect of other batch shapes).
     Examples are sorted by length so that batches pad little; with an ``accelerator`` the work is split
     across its processes.
     """

@@ -1,0 +1,1 @@
+"""Safety evaluation: suites, targets, judges, results."""

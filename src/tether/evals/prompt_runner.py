@@ -1,0 +1,65 @@
+"""Run prompt samples through a target and a refusal judge, batch by batch, into a SampleStore."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tether.evals.samples import PromptSample
+from tether.evals.store import SampleStore
+from tether.evals.targets import Target, as_chat
+from tether.generation import SamplingParams
+from tether.judges.verdict import Verdict, unscored
+
+
+def prompt_text(prompt: str | Sequence[Any]) -> str:
+    """The text a judge sees as the request: the string, or the chat's last user message."""
+    if isinstance(prompt, str):
+        return prompt
+    return next((m.content for m in reversed(prompt) if m.role == "user"), "")
+
+
+def sample_record(sample: PromptSample, suite: str, response: str, error: str | None, verdict: Verdict) -> dict:
+    prompt = sample.prompt if isinstance(sample.prompt, str) else [m.model_dump() for m in sample.prompt]
+    return {
+        "id": sample.id,
+        "suite": suite,
+        "category": sample.category,
+        "expected": sample.expected,
+        "prompt": prompt,
+        "response": response,
+        "error": error,
+        "verdict": verdict.to_dict(),
+        "source": sample.source,
+        "meta": sample.meta,
+    }
+
+
+def run_prompt_samples(
+    samples: Sequence[PromptSample],
+    *,
+    suite: str,
+    target: Target,
+    judge: Any,
+    params: SamplingParams,
+    store: SampleStore,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Answer and judge every sample not yet in ``store``; returns all records in sample order."""
+    todo = [s for s in samples if not store.done(s.id)]
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        replies = target.generate([as_chat(s.prompt) for s in batch], params)
+        judged = [i for i, r in enumerate(replies) if r.error is None]
+        verdicts: list[Verdict] = [unscored(f"target error: {r.error}", "target") for r in replies]
+        for i, verdict in zip(
+            judged, judge.judge_many([(prompt_text(batch[i].prompt), replies[i].text) for i in judged]), strict=True
+        ):
+            verdicts[i] = verdict
+        store.append(
+            sample_record(s, suite, r.text, r.error, v) for s, r, v in zip(batch, replies, verdicts, strict=True)
+        )
+        if on_batch is not None:
+            on_batch(len(batch))
+    return [store.records[s.id] for s in samples]

@@ -1,0 +1,144 @@
+"""``tether eval``: load a suite's samples (validated before any model loads), run them, summarise, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tether.config import EvalConfig, JudgeOptions, TargetOptions
+from tether.errors import TetherError
+from tether.evals.prompt_runner import run_prompt_samples
+from tether.evals.registry import get_suite
+from tether.evals.report import write_eval_report
+from tether.evals.store import SampleStore
+from tether.evals.summary import summarize_prompt_run
+from tether.generation import SamplingParams
+
+
+def make_target(config: TargetOptions, *, model: str, batch_size: int | None = None, progress: bool = False) -> Any:
+    """An OpenAITarget when ``--endpoint`` is set, else a LocalTarget for ``model``."""
+    from tether.evals.targets import LocalTarget, OpenAITarget
+
+    if config.endpoint:
+        if not config.endpoint_model:
+            raise TetherError("--endpoint needs --endpoint-model (the model name to request)")
+        return OpenAITarget(
+            config.endpoint, config.endpoint_model, api_key_env=config.endpoint_key_env, concurrency=config.concurrency
+        )
+    return LocalTarget(
+        model,
+        backend=config.generation_backend,
+        batch_size=batch_size,
+        dtype=getattr(config, "dtype", "float32"),
+        trust_remote_code=getattr(config, "trust_remote_code", False),
+        progress=progress,
+    )
+
+
+def make_judge(config: JudgeOptions) -> Any:
+    from tether.judges.refusal import RefusalJudge
+
+    llm = None
+    if config.judge == "all":
+        if not (config.judge_endpoint and config.judge_model):
+            raise TetherError("--judge all needs --judge-endpoint and --judge-model (an OpenAI-compatible LLM judge)")
+        from tether.judges.llm_judge import LLMRefusalJudge
+
+        llm = LLMRefusalJudge(config.judge_endpoint, config.judge_model, api_key_env=config.judge_key_env)
+    return RefusalJudge(layers=config.judge, llm=llm, llm_below=config.judge_below)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str, Any]:
+    console = console or Console()
+    suite = get_suite(config.suite)
+    samples = suite.load(config.data)
+    if config.limit:
+        samples = samples[: config.limit]
+    if not samples:
+        raise TetherError(f"{config.data}: the {suite.name} suite found no samples")
+    target_name = f"endpoint {config.endpoint_model}@{config.endpoint}" if config.endpoint else config.model
+    identity = {
+        "suite": suite.name,
+        "data": config.data,
+        "target": target_name,
+        "judge": config.judge,
+        "max_new_tokens": config.max_new_tokens,
+        "temperature": config.temperature,
+        "seed": config.seed,
+        "limit": config.limit,
+    }
+    store = SampleStore(config.out, identity, resume=config.resume, overwrite=config.overwrite)
+    if store.dropped_partial_line:
+        console.print("[yellow]note[/]: the last line of samples.jsonl was cut short by a stop; it is redone")
+    if suite.kind != "prompt":
+        from tether.evals.choice_runner import run_choice_suite
+
+        return run_choice_suite(config, suite, samples, store, console=console)
+    judge = make_judge(config)
+    target = make_target(config, model=config.model, progress=False)
+    params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
+    todo = sum(not store.done(s.id) for s in samples)
+    done = len(samples) - todo
+    console.print(
+        f"[bold]{suite.name}[/]: {len(samples)} samples ({done} already judged), "
+        f"target {target_name}, judge {judge.name}"
+    )
+    from rich.progress import Progress
+
+    with Progress(console=console, disable=not config.progress, transient=True) as bar:
+        task = bar.add_task("answer and judge", total=todo)
+        records = run_prompt_samples(
+            samples,
+            suite=suite.name,
+            target=target,
+            judge=judge,
+            params=params,
+            store=store,
+            batch_size=config.batch_size,
+            on_batch=lambda n: bar.advance(task, n),
+        )
+    summary = summarize_prompt_run(records)
+    summary.update(identity=identity, judge_name=judge.name)
+    _write_json(config.out / "summary.json", summary)
+    write_eval_report(
+        config.out / "report.html",
+        title=f"tether eval {suite.name}: {target_name}",
+        runs={target_name: summary},
+        samples=records,
+    )
+    print_summary(console, suite.name, summary)
+    console.print(
+        f"samples: {store.path}  summary: {config.out / 'summary.json'}  report: {config.out / 'report.html'}"
+    )
+    return summary
+
+
+def print_summary(console: Console, name: str, summary: dict[str, Any]) -> None:
+    table = Table(title=f"{name}: rates with 95% bootstrap intervals")
+    for column in ("prompts", "metric", "rate", "95% CI", "scored", "unscored"):
+        table.add_column(column, justify="left" if column in ("prompts", "metric") else "right")
+    for block in ("harmful", "safe"):
+        if block not in summary:
+            continue
+        overall = summary[block]["overall"]
+        for metric, est in overall.items():
+            if isinstance(est, dict):
+                table.add_row(
+                    block,
+                    metric,
+                    f"{est['value']:.1%}",
+                    f"[{est['low']:.1%}, {est['high']:.1%}]",
+                    str(overall["scored"]),
+                    str(overall["unscored"]),
+                )
+    console.print(table)

@@ -1,0 +1,40 @@
+"""The built-in eval suites (each a loader from ``tether.evals.sources`` under a name)."""
+
+from __future__ import annotations
+
+from tether.evals import sources
+from tether.evals.registry import register_suite
+
+
+@register_suite(
+    "harmful",
+    "prompt",
+    "harmful requests: HarmBench/AdvBench/JailbreakBench CSV, JSON instruction lists, Do-Not-Answer JSONL",
+)
+def harmful(source: str) -> list:
+    return sources.read_harmful_prompts(source)
+
+
+@register_suite("xstest", "prompt", "over-refusal: XSTest CSV (prompt, type, label safe/unsafe)")
+def xstest(source: str) -> list:
+    return sources.read_xstest(source)
+
+
+@register_suite("bbq", "choice", "BBQ JSONL (file or folder): accuracy by context condition and bias scores")
+def bbq(source: str) -> list:
+    return sources.read_bbq(source)
+
+
+@register_suite("truthfulqa-mc1", "choice", "TruthfulQA multiple_choice (hub format): MC1 accuracy")
+def truthfulqa_mc1(source: str) -> list:
+    return sources.read_truthfulqa(source, mode="mc1")
+
+
+@register_suite("truthfulqa-mc2", "choice", "TruthfulQA multiple_choice (hub format): MC2 true-answer mass")
+def truthfulqa_mc2(source: str) -> list:
+    return sources.read_truthfulqa(source, mode="mc2")
+
+
+@register_suite("wmdp", "choice", "WMDP-style 4-option multiple choice (hub format: question, choices, answer)")
+def wmdp(source: str) -> list:
+    return sources.read_wmdp(source)

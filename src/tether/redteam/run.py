@@ -1,0 +1,172 @@
+"""``tether redteam``: load requests and attacks (validated before any model loads), run, summarise, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tether.config import RedteamConfig
+from tether.errors import ConfigError, TetherError
+from tether.evals.sources import read_harmful_prompts
+from tether.evals.store import SampleStore
+from tether.generation import SamplingParams
+from tether.redteam.attacks import make_attack
+from tether.redteam.campaign import export_pairs, run_campaign, summarize_campaign
+from tether.report.html import page, paragraph, section, table, write_html
+from tether.report.plots import grouped_bars
+
+
+def _attacker(config: RedteamConfig) -> Any:
+    from tether.evals.targets import LocalTarget, OpenAITarget
+
+    if config.attacker_endpoint:
+        if not config.attacker_endpoint_model:
+            raise ConfigError("--attacker-endpoint needs --attacker-endpoint-model")
+        return OpenAITarget(config.attacker_endpoint, config.attacker_endpoint_model, concurrency=config.concurrency)
+    if config.attacker_model:
+        return LocalTarget(config.attacker_model, backend=config.generation_backend)
+    return None
+
+
+def write_campaign_report(path: Path, title: str, summary: dict[str, Any], records: list[dict[str, Any]]) -> Path:
+    def cell(attack: str, category: str) -> str:
+        block = summary["by_attack_category"].get(f"{attack}|{category}")
+        return "" if block is None or block["attack_success"]["n"] == 0 else f"{block['attack_success']['value']:.0%}"
+
+    def ci(e: dict[str, float]) -> str:
+        return "n/a" if e["n"] == 0 else f"{e['value']:.1%} [{e['low']:.1%}, {e['high']:.1%}]"
+
+    attacks = list(summary["by_attack"])
+    categories = list(summary["by_category"])
+    parts = [
+        section(
+            "Attack success by attack (95% bootstrap intervals)",
+            table(
+                ["attack", "success [95% CI]", "attempts", "unscored", "queries"],
+                [
+                    [a, ci(v["attack_success"]), v["n"], v["unscored"], v["queries"]]
+                    for a, v in summary["by_attack"].items()
+                ],
+            ),
+            paragraph(f"Prompts broken by at least one attack: {ci(summary['any_attack_success'])}."),
+            grouped_bars(
+                attacks,
+                {"attack success": [v["attack_success"]["value"] for v in summary["by_attack"].values()]},
+                "attack success by attack",
+                "%",
+                percent=True,
+            ),
+        ),
+        section(
+            "Attack success by category",
+            table(
+                ["category", "success [95% CI]", "attempts"],
+                [[c, ci(v["attack_success"]), v["n"]] for c, v in summary["by_category"].items()],
+            ),
+            table(
+                ["attack", *categories],
+                [[a, *(cell(a, c) for c in categories)] for a in attacks],
+            ),
+        ),
+        section(
+            "Successful attempts (first 100; all attempts are in samples.jsonl)",
+            table(
+                ["attack", "category", "request", "sent (last turn)", "answer", "verdict"],
+                [
+                    [
+                        r["attack"],
+                        r["category"],
+                        r["request"][:160],
+                        r["chat"][-1]["content"][:240],
+                        r["judged_response"][:300],
+                        r["verdict"]["reason"][:100],
+                    ]
+                    for r in records
+                    if r["success"]
+                ][:100],
+            ),
+        ),
+    ]
+    return write_html(path, page(title, parts))
+
+
+def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dict[str, Any]:
+    console = console or Console()
+    samples = read_harmful_prompts(config.data)
+    if config.limit:
+        samples = samples[: config.limit]
+    names = [a.strip() for a in config.attacks.split(",") if a.strip()]
+    if not names:
+        raise ConfigError("--attacks names no attack", field="attacks")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--attacks lists an attack twice: {config.attacks}", field="attacks")
+    attacker = _attacker(config) if "pair" in names else None
+    attacks = [
+        make_attack(n, attacker=attacker, pair_iterations=config.pair_iterations, template_dir=config.templates_dir)
+        for n in names
+    ]
+    from tether.evals.run import make_judge, make_target
+
+    target_name = f"endpoint {config.endpoint_model}@{config.endpoint}" if config.endpoint else config.model
+    identity = {
+        "command": "redteam",
+        "data": config.data,
+        "target": target_name,
+        "judge": config.judge,
+        "success": config.success,
+        "max_new_tokens": config.max_new_tokens,
+        "temperature": config.temperature,
+        "seed": config.seed,
+        "limit": config.limit,
+    }
+    store = SampleStore(config.out, identity, resume=config.resume, overwrite=config.overwrite)
+    judge = make_judge(config)
+    target = make_target(config, model=config.model)
+    params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
+    total = len(samples) * len(attacks)
+    console.print(
+        f"[bold]redteam[/]: {len(samples)} requests x {len(attacks)} attacks against {target_name}, judge {judge.name}"
+    )
+    from rich.progress import Progress
+
+    with Progress(console=console, disable=not config.progress, transient=True) as bar:
+        task = bar.add_task("attack", total=total - len(store.records))
+        records = run_campaign(
+            samples,
+            attacks,
+            target=target,
+            judge=judge,
+            params=params,
+            store=store,
+            success=config.success,
+            batch_size=config.batch_size,
+            on_batch=lambda n: bar.advance(task, n),
+        )
+    summary = summarize_campaign(records)
+    summary["identity"] = identity
+    tmp = config.out / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(config.out / "summary.json")
+    write_campaign_report(config.out / "report.html", f"tether redteam: {target_name}", summary, records)
+    table_ = Table(title="attack success (95% bootstrap interval)")
+    for column in ("attack", "success", "95% CI", "attempts", "unscored"):
+        table_.add_column(column, justify="left" if column == "attack" else "right")
+    for name, block in summary["by_attack"].items():
+        e = block["attack_success"]
+        table_.add_row(
+            name, f"{e['value']:.0%}", f"[{e['low']:.0%}, {e['high']:.0%}]", str(block["n"]), str(block["unscored"])
+        )
+    console.print(table_)
+    if config.export_pairs is not None:
+        n = export_pairs(records, config.export_pairs)
+        console.print(f"exported {n} successful attacks as preference pairs -> {config.export_pairs}")
+    console.print(
+        f"attempts: {store.path}  summary: {config.out / 'summary.json'}  report: {config.out / 'report.html'}"
+    )
+    if not records:
+        raise TetherError("the campaign produced no attempts")
+    return summary

@@ -1,0 +1,68 @@
+"""A minimal OpenAI-compatible chat-completions server for tests (standard library only).
+
+``reply(messages) -> str`` scripts the answers; raising ``RuntimeError`` makes the request fail with HTTP
+500. Records every request it receives.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@contextmanager
+def openai_stub(reply: Callable[[list[dict]], str], *, api_key: str | None = None) -> Iterator[tuple[str, list[dict]]]:
+    """Yields (base_url, requests)."""
+    requests: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def _send(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+            if api_key is not None and self.headers.get("Authorization") != f"Bearer {api_key}":
+                self._send(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
+                return
+            if not self.path.endswith("/chat/completions"):
+                self._send(404, {"error": {"message": "not found"}})
+                return
+            try:
+                text = reply(body["messages"])
+            except RuntimeError as err:
+                self._send(500, {"error": {"message": str(err), "type": "server_error"}})
+                return
+            self._send(
+                200,
+                {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body.get("model", "stub"),
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                },
+            )
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", requests
+    finally:
+        server.shutdown()
+        server.server_close()
