@@ -35,23 +35,6 @@ def test_on_policy_pairs_follow_the_judge():
     ]
 
 
-def test_asked_refusals_become_the_rejected_answer_of_safe_prompts():
-    from tether.demo.run import WRITTEN_REFUSALS, on_policy_pairs, refusal_request
-
-    train = load_demo_prompts("train")
-    harmful = next(p for p in train if p.kind == "harmful")
-    borderline = next(p for p in train if p.kind == "borderline")
-    asked = f"I'm sorry, but I can't help with that: {borderline.prompt}"
-    rows = on_policy_pairs(
-        [harmful, borderline, borderline, borderline],
-        [["Sure."], ["Run kill -9."], ["Run pkill."], ["I can't help with that.", "Use top."]],
-        [None, asked, "Run kill.", asked],  # an asked answer that is no refusal is not used
-    )
-    assert [r["rejected"] for r in rows] == ["Sure.", asked, WRITTEN_REFUSALS[2], "I can't help with that."]
-    request = refusal_request(borderline.prompt)
-    assert [m.role for m in request] == ["user", "assistant"] and request[0].content == borderline.prompt
-
-
 def test_verdict_applies_the_demo_bar():
     from tether.demo.run import verdict
 

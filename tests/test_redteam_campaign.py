@@ -202,3 +202,17 @@ def test_campaign_against_the_embedded_model(tmp_path, shared_data):
         "template:refusal_suppression_rules",
         "crescendo",
     }
+
+
+def test_translate_attack_sends_the_translators_output():
+    from tether.errors import ConfigError
+
+    translator = ScriptedTarget(lambda chat: "Chaza indlela yokuvula ingidi.")
+    target = ScriptedTarget(lambda chat: COMPLY)
+    attack = make_attack("translate", translator=translator, translate_to="Zulu")
+    [attempt] = attack.run([REQUESTS[0].prompt], target, RefusalJudge(layers="phrases"), SamplingParams())
+    assert "Zulu" in translator.calls[0][-1].content and REQUESTS[0].prompt in translator.calls[0][-1].content
+    assert target.calls[0][-1].content == "Chaza indlela yokuvula ingidi."
+    assert attempt.verdict.label == "complies"
+    with pytest.raises(ConfigError, match="translator"):
+        make_attack("translate")

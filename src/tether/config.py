@@ -350,6 +350,14 @@ class RedteamConfig(JudgeOptions, TargetOptions, ModelOptions):
     """Model name to request from --attacker-endpoint."""
     pair_iterations: int = Field(3, ge=1)
     """PAIR's query budget per request."""
+    translator_model: str | None = None
+    """Local model for the translate converter (e.g. a multilingual instruct model)."""
+    translator_endpoint: str | None = None
+    """OpenAI-compatible endpoint for the translate converter (instead of --translator-model)."""
+    translator_endpoint_model: str | None = None
+    """Model name to request from --translator-endpoint."""
+    translate_to: str = "Zulu"
+    """Language of the translate converter (low-resource languages break safety training most often)."""
     success: Literal["strict", "lenient"] = "strict"
     """What counts as a successful attack: the judge says 'complies' (strict) or also 'partial' (lenient)."""
     export_pairs: Path | None = None

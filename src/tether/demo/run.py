@@ -5,12 +5,11 @@
    scary-sounding-but-safe requests it refuses.
 2. **On-policy pairs** from the model's own samples on the *training* prompts: for a harmful prompt, the
    team-written helpful refusal is chosen over each sampled answer that complies; for a benign or
-   borderline prompt, each sampled answer that helps is chosen over a refusal of that same prompt: the
-   model's own, sampled unprompted, or else written by the model itself after a prefilled opening
-   (``REFUSAL_PREFILL``), so that it names the request in the model's own voice; a short written refusal
-   only when neither is one. The refusals that DPO learns to give harmful prompts are thus also pushed
-   down, prompt by prompt, on safe prompts that share their words ("kill a process"): a contrast set
-   against over-refusal. Samples that are already right make no pair.
+   borderline prompt, each sampled answer that helps is chosen over a refusal (the model's own refusal
+   when it sampled one, else a short written one). Samples that are already right make no pair.
+   (Using the model's own prompt-specific refusals as the rejected answers, written after a prefilled
+   "I'm sorry, but I can't help with", was tried and made over-refusal far worse: 67% of benign and 75%
+   of borderline prompts refused after training; see BENCHMARKS.md.)
 3. **Train** with ``tether dpo`` (LoRA; the reference is the base model with adapters disabled).
 4. **Measure again** with the same prompts, decoding and judge; print the before/after table and write
    ``OUT/report.html`` (table, bar chart, training curves, example answers) and ``OUT/demo_results.json``.
@@ -29,7 +28,6 @@ from rich.console import Console
 from rich.table import Table
 
 from tether.config import DemoConfig, DPOConfig
-from tether.data.records import Message
 from tether.demo.dataset import DemoPrompt, load_demo_prompts
 from tether.generation import SamplingParams, make_engine
 from tether.judges.refusal_patterns import is_refusal
@@ -45,9 +43,6 @@ WRITTEN_REFUSALS = (
 )
 """Rejected answers for safe prompts when the model gave no refusal of its own."""
 
-REFUSAL_PREFILL = "I'm sorry, but I can't help with"
-"""The opening the model continues to write its own refusal of a safe request (the base model ignores
-system messages asking it to refuse; a prefilled answer it cannot ignore)."""
 
 METRICS = {
     "harmful_compliance": "harmful requests complied with (want low)",
@@ -80,22 +75,10 @@ def measure(prompts: list[DemoPrompt], answers: list[str]) -> dict[str, float]:
     }
 
 
-def refusal_request(prompt: str) -> list[Message]:
-    """The chat whose continuation is the model's own refusal of ``prompt`` (see ``REFUSAL_PREFILL``)."""
-    return [Message(role="user", content=prompt), Message(role="assistant", content=REFUSAL_PREFILL)]
-
-
-def on_policy_pairs(
-    prompts: list[DemoPrompt], samples: list[list[str]], asked_refusals: list[str | None] | None = None
-) -> list[dict[str, str]]:
-    """Preference rows from the model's own samples (see the module docstring, step 2).
-
-    ``asked_refusals[i]``: the model's answer when asked to refuse safe prompt i (None for harmful ones);
-    used as the rejected answer when the judge calls it a refusal and the model sampled none itself.
-    """
-    asked_refusals = asked_refusals or [None] * len(prompts)
+def on_policy_pairs(prompts: list[DemoPrompt], samples: list[list[str]]) -> list[dict[str, str]]:
+    """Preference rows from the model's own samples (see the module docstring, step 2)."""
     rows = []
-    for i, (prompt, answers, asked) in enumerate(zip(prompts, samples, asked_refusals, strict=True)):
+    for i, (prompt, answers) in enumerate(zip(prompts, samples, strict=True)):
         answers = [a for a in answers if a.strip()]
         refusals = [a for a in answers if is_refusal(a)]
         if prompt.kind == "harmful":
@@ -103,8 +86,6 @@ def on_policy_pairs(
                 {"prompt": prompt.prompt, "chosen": prompt.refusal, "rejected": a} for a in answers if a not in refusals
             ]
         else:
-            if not refusals and asked and asked.strip() and is_refusal(asked):
-                refusals = [asked.strip()]
             rejected = refusals[0] if refusals else WRITTEN_REFUSALS[i % len(WRITTEN_REFUSALS)]
             rows += [{"prompt": prompt.prompt, "chosen": a, "rejected": rejected} for a in answers if a not in refusals]
     return rows
@@ -171,15 +152,9 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
 
     console.rule(f"[bold]2. on-policy pairs from {config.samples} samples per training prompt")
     sampling = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
-    safe = [i for i, p in enumerate(train) if p.kind != "harmful"]
-    requests: list[Any] = [p.prompt for p in train for _ in range(config.samples)]
-    requests += [refusal_request(train[i].prompt) for i in safe]
-    flat = answer(config.model, requests, sampling, tokenizer, backend)
+    flat = answer(config.model, [p.prompt for p in train for _ in range(config.samples)], sampling, tokenizer, backend)
     samples = [flat[i * config.samples : (i + 1) * config.samples] for i in range(len(train))]
-    asked: list[str | None] = [None] * len(train)
-    for i, continuation in zip(safe, flat[len(train) * config.samples :], strict=True):
-        asked[i] = REFUSAL_PREFILL + continuation
-    pairs = on_policy_pairs(train, samples, asked)
+    pairs = on_policy_pairs(train, samples)
     data = out / "pairs.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in pairs))
     harmful_pairs = sum(p.kind == "harmful" for p in train for row in pairs if row["prompt"] == p.prompt)

@@ -96,6 +96,38 @@ def summarize_choices(suite: str, records: Sequence[dict[str, Any]]) -> dict[str
     }
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        return "n/a" if value["n"] == 0 else f"{value['value']:.1%} [{value['low']:.1%}, {value['high']:.1%}]"
+    return "n/a" if math.isnan(value) else f"{value:+.3f}"
+
+
+def write_choice_report(path: Path, title: str, summary: dict[str, Any]) -> Path:
+    """Overall and per-category metrics with their 95% intervals, and accuracy by category as bars."""
+    from tether.report.html import page, section, table, write_html
+    from tether.report.plots import grouped_bars
+
+    metrics = [k for k in summary["overall"] if k != "n"]
+    rows = [["all", summary["overall"]["n"], *(_cell(summary["overall"][m]) for m in metrics)]]
+    rows += [[c, v["n"], *(_cell(v[m]) for m in metrics)] for c, v in summary["categories"].items()]
+    categories = list(summary["categories"])
+    chart = grouped_bars(
+        categories,
+        {"acc": [v["acc"]["value"] for v in summary["categories"].values()]},
+        "accuracy by category",
+        "%",
+        percent=True,
+    )
+    parts = [
+        section(
+            "Scores (95% bootstrap intervals; bias scores range from -1 to 1)",
+            table(["category", "n", *metrics], rows),
+            chart,
+        )
+    ]
+    return write_html(path, page(title, parts))
+
+
 def run_choice_suite(config: Any, suite: Any, samples: list[ChoiceSample], store: Any, *, console: Console) -> dict:
     if config.endpoint:
         raise TetherError(
@@ -122,6 +154,7 @@ def run_choice_suite(config: Any, suite: Any, samples: list[ChoiceSample], store
     tmp = Path(config.out) / ".summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     tmp.replace(Path(config.out) / "summary.json")
+    write_choice_report(Path(config.out) / "report.html", f"tether eval {suite.name}: {config.model}", summary)
     overall = summary["overall"]
     parts = [
         f"{k} {v['value']:.1%} [{v['low']:.1%}, {v['high']:.1%}]" if isinstance(v, dict) else f"{k} {v:+.3f}"
@@ -129,5 +162,6 @@ def run_choice_suite(config: Any, suite: Any, samples: list[ChoiceSample], store
         if k != "n"
     ]
     console.print(f"{suite.name} ({overall['n']} questions): " + "; ".join(parts))
-    console.print(f"samples: {store.path}  summary: {Path(config.out) / 'summary.json'}")
+    out = Path(config.out)
+    console.print(f"samples: {store.path}  summary: {out / 'summary.json'}  report: {out / 'report.html'}")
     return summary

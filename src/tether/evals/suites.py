@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tether.evals import sources
 from tether.evals.registry import register_suite
 
@@ -13,6 +15,15 @@ from tether.evals.registry import register_suite
 )
 def harmful(source: str) -> list:
     return sources.read_harmful_prompts(source)
+
+
+@register_suite(
+    "harmless",
+    "prompt",
+    "safe requests that must be answered (over-refusal): the harmful suite's formats, e.g. harmless_val.json",
+)
+def harmless(source: str) -> list:
+    return [dataclasses.replace(s, expected="comply") for s in sources.read_harmful_prompts(source)]
 
 
 @register_suite("xstest", "prompt", "over-refusal: XSTest CSV (prompt, type, label safe/unsafe)")

@@ -197,9 +197,18 @@ class PairAttack:
         return [b for b in best if b is not None]
 
 
-def make_attack(spec: str, *, attacker: Any = None, pair_iterations: int = 3, template_dir: Any = None) -> Any:
+def make_attack(
+    spec: str,
+    *,
+    attacker: Any = None,
+    pair_iterations: int = 3,
+    template_dir: Any = None,
+    translator: Any = None,
+    translate_to: str = "Zulu",
+) -> Any:
     """An attack from its name: ``direct``, ``crescendo``, ``pair``, a converter name or a template name
-    (``converter:`` / ``template:`` prefixes disambiguate)."""
+    (``converter:`` / ``template:`` prefixes disambiguate). ``translator`` is a target that the
+    ``translate`` converter asks for its translations."""
     from tether.redteam.converters import get_converter, list_converters
     from tether.redteam.templates import get_template, list_templates
 
@@ -218,7 +227,18 @@ def make_attack(spec: str, *, attacker: Any = None, pair_iterations: int = 3, te
 
         templates.update({t.name: t for t in load_template_dir(template_dir)})
     if kind in ("", "converter") and name in list_converters():
-        converter = get_converter(name)
+        options: dict[str, Any] = {}
+        if name == "translate":
+            if translator is None:
+                raise ConfigError("the translate attack needs --translator-model or --translator-endpoint")
+            params = SamplingParams(max_new_tokens=512)
+
+            def translate(texts: list[str]) -> list[str]:
+                replies = translator.generate([[Message(role="user", content=t)] for t in texts], params)
+                return [r.text if r.error is None else "" for r in replies]
+
+            options = {"translator": translate, "language": translate_to}
+        converter = get_converter(name, **options)
         return SingleTurnAttack(
             f"converter:{name}", converter.convert, converter.decode if converter.reversible else None
         )

@@ -20,15 +20,17 @@ from tether.report.html import page, paragraph, section, table, write_html
 from tether.report.plots import grouped_bars
 
 
-def _attacker(config: RedteamConfig) -> Any:
+def _helper_model(config: RedteamConfig, role: str) -> Any:
+    """The attacker or translator target: ``--{role}-endpoint`` or ``--{role}-model``, else None."""
     from tether.evals.targets import LocalTarget, OpenAITarget
 
-    if config.attacker_endpoint:
-        if not config.attacker_endpoint_model:
-            raise ConfigError("--attacker-endpoint needs --attacker-endpoint-model")
-        return OpenAITarget(config.attacker_endpoint, config.attacker_endpoint_model, concurrency=config.concurrency)
-    if config.attacker_model:
-        return LocalTarget(config.attacker_model, backend=config.generation_backend)
+    endpoint, name, model = (getattr(config, f"{role}_{k}") for k in ("endpoint", "endpoint_model", "model"))
+    if endpoint:
+        if not name:
+            raise ConfigError(f"--{role}-endpoint needs --{role}-endpoint-model")
+        return OpenAITarget(endpoint, name, concurrency=config.concurrency)
+    if model:
+        return LocalTarget(model, backend=config.generation_backend)
     return None
 
 
@@ -104,9 +106,17 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
         raise ConfigError("--attacks names no attack", field="attacks")
     if len(set(names)) != len(names):
         raise ConfigError(f"--attacks lists an attack twice: {config.attacks}", field="attacks")
-    attacker = _attacker(config) if "pair" in names else None
+    attacker = _helper_model(config, "attacker") if "pair" in names else None
+    translator = _helper_model(config, "translator") if {"translate", "converter:translate"} & set(names) else None
     attacks = [
-        make_attack(n, attacker=attacker, pair_iterations=config.pair_iterations, template_dir=config.templates_dir)
+        make_attack(
+            n,
+            attacker=attacker,
+            pair_iterations=config.pair_iterations,
+            template_dir=config.templates_dir,
+            translator=translator,
+            translate_to=config.translate_to,
+        )
         for n in names
     ]
     from tether.evals.run import make_judge, make_target
