@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,12 @@ def _bbq_rows() -> list[dict]:
     return rows
 
 
+def _write(folder: Path, rows: list[dict]) -> Path:
+    path = folder / "bbq.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def test_mc2_is_the_normalised_mass_of_the_true_options():
     record = {"loglikelihoods": [math.log(0.2), math.log(0.3), math.log(0.5)], "correct": [0, 1]}
     assert mc2_score(record) == pytest.approx(0.5)
@@ -70,11 +77,22 @@ def test_bbq_bias_scores_follow_parrish_et_al():
     assert scores["bias_ambig"] == pytest.approx((1 - 0.5) * (2 * 1 / 1 - 1))
 
 
+def test_bbq_as_lm_eval_scores_it(tmp_path):
+    from tether.evals.sources import LM_EVAL_UNKNOWN_RESPONSES, lm_eval_bbq, read_bbq
+
+    path = _write(tmp_path, _bbq_rows())
+    samples = [lm_eval_bbq(s) for s in read_bbq(path)]
+    ambig, disambig = samples[0], samples[1]
+    assert ambig.choices == ("The Jewish one", "The Muslim one", *LM_EVAL_UNKNOWN_RESPONSES)
+    assert ambig.correct == tuple(range(2, 12))  # any unknown response is right when the answer is unknown
+    assert disambig.correct == (1,)  # "The Muslim one"
+    assert ambig.meta["biased"] == [1] and samples[2].meta["biased"] == [0]  # neg: stereotyped; nonneg: other
+
+
 def test_bbq_suite_end_to_end_and_resume(tmp_path, tiny_model_dir):
     from tests.conftest import run_cli
 
-    data = tmp_path / "bbq.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in _bbq_rows()))
+    data = _write(tmp_path, _bbq_rows())
     args = [
         "eval",
         "--suite",
@@ -105,8 +123,7 @@ def test_bbq_suite_end_to_end_and_resume(tmp_path, tiny_model_dir):
 def test_choice_suites_refuse_chat_endpoints(tmp_path):
     from tests.conftest import run_cli
 
-    data = tmp_path / "bbq.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in _bbq_rows()))
+    data = _write(tmp_path, _bbq_rows())
     result = run_cli(
         "eval",
         "--suite",

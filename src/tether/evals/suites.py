@@ -31,8 +31,17 @@ def xstest(source: str) -> list:
     return sources.read_xstest(source)
 
 
-@register_suite("bbq", "choice", "BBQ JSONL (file or folder): accuracy by context condition and bias scores")
+@register_suite(
+    "bbq",
+    "choice",
+    "BBQ JSONL (file or folder), as lm-evaluation-harness's bbq task: accuracy by context, bias scores",
+)
 def bbq(source: str) -> list:
+    return [sources.lm_eval_bbq(s) for s in sources.read_bbq(source, template=sources.LM_EVAL_BBQ_TEMPLATE)]
+
+
+@register_suite("bbq-3", "choice", "BBQ JSONL with its own three options and a plain QA frame")
+def bbq_3(source: str) -> list:
     return sources.read_bbq(source)
 
 
