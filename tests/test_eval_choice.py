@@ -109,7 +109,7 @@ def test_bbq_suite_end_to_end_and_resume(tmp_path, tiny_model_dir):
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     assert len(records) == 4 and all(
-        len(r["loglikelihoods"]) == 3 and all(ll < 0 for ll in r["loglikelihoods"]) for r in records
+        len(r["loglikelihoods"]) == 12 and all(ll < 0 for ll in r["loglikelihoods"]) for r in records
     )
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     overall = summary["overall"]
