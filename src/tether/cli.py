@@ -17,6 +17,7 @@ from tether.config import (
     DemoConfig,
     DPOConfig,
     EvalConfig,
+    EvalRescoreConfig,
     JudgeRefusalConfig,
     KTOConfig,
     ORPOConfig,
@@ -166,7 +167,16 @@ def _redteam(config: RedteamConfig) -> None:
     run_redteam(config, console=console)
 
 
+def _eval_rescore(config: EvalRescoreConfig) -> None:
+    from tether.evals.run import rescore_eval
+
+    rescore_eval(config, console=console)
+
+
 app.command("eval", help=EvalConfig.__doc__)(config_command(EvalConfig, _eval, load=load_config))
+app.command("eval-rescore", help=EvalRescoreConfig.__doc__)(
+    config_command(EvalRescoreConfig, _eval_rescore, load=load_config)
+)
 app.command("redteam", help=RedteamConfig.__doc__)(config_command(RedteamConfig, _redteam, load=load_config))
 
 

@@ -381,6 +381,14 @@ class RedteamConfig(JudgeOptions, TargetOptions, ModelOptions):
     """Show a progress bar."""
 
 
+class EvalRescoreConfig(JudgeOptions):
+    """Re-judge the stored answers of a prompt-suite run with another judge; no answer is generated again."""
+
+    command: ClassVar[str] = "eval-rescore"
+    out: Path
+    """The run folder of an earlier `tether eval` (its samples.jsonl is rewritten, summary and report too)."""
+
+
 class JudgeRefusalConfig(JudgeOptions):
     """Label a JSONL/CSV file of (prompt, response) rows as complies / partial / refuses (or unscored)."""
 
@@ -407,6 +415,7 @@ CONFIGS: dict[str, type[Options]] = {
         EvalConfig,
         JudgeRefusalConfig,
         RedteamConfig,
+        EvalRescoreConfig,
     )
 }
 

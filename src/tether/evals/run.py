@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tether.config import EvalConfig, JudgeOptions, TargetOptions
+from tether.config import EvalConfig, EvalRescoreConfig, JudgeOptions, TargetOptions
 from tether.errors import TetherError
 from tether.evals.prompt_runner import run_prompt_samples
 from tether.evals.registry import get_suite
@@ -142,3 +142,42 @@ def print_summary(console: Console, name: str, summary: dict[str, Any]) -> None:
                     str(overall["unscored"]),
                 )
     console.print(table)
+
+
+def rescore_eval(config: EvalRescoreConfig, *, console: Console | None = None) -> dict[str, Any]:
+    """Re-judge every stored answer of the run in ``config.out`` (errors stay unscored), then rewrite
+    samples.jsonl atomically, summary.json and report.html."""
+    from tether.evals.prompt_runner import prompt_text
+    from tether.judges.verdict import unscored
+
+    console = console or Console()
+    out = Path(config.out)
+    samples, run_file = out / "samples.jsonl", out / "run.json"
+    if not (samples.is_file() and run_file.is_file()):
+        raise TetherError(f"{out} holds no eval run (samples.jsonl and run.json are needed)")
+    identity = json.loads(run_file.read_text())
+    if get_suite(identity["suite"]).kind != "prompt":
+        raise TetherError(f"{out}: only prompt suites have answers to re-judge (this run is {identity['suite']})")
+    records = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines() if line.strip()]
+    judge = make_judge(config)
+    judged = [i for i, r in enumerate(records) if not r.get("error")]
+    pairs = [(prompt_text(records[i]["prompt"]), records[i]["response"]) for i in judged]
+    for i, verdict in zip(judged, judge.judge_many(pairs), strict=True):
+        records[i]["verdict"] = verdict.to_dict()
+    for r in records:
+        if r.get("error"):
+            r["verdict"] = unscored(f"target error: {r['error']}", "target").to_dict()
+    tmp = samples.with_name(".samples.jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    tmp.replace(samples)
+    identity["judge"] = config.judge
+    _write_json(run_file, identity)
+    summary = summarize_prompt_run(records)
+    summary.update(identity=identity, judge_name=judge.name)
+    _write_json(out / "summary.json", summary)
+    target = identity["target"]
+    write_eval_report(
+        out / "report.html", title=f"tether eval {identity['suite']}: {target}", runs={target: summary}, samples=records
+    )
+    print_summary(console, identity["suite"], summary)
+    return summary
