@@ -209,3 +209,27 @@ def test_eval_rescore_rejudges_stored_answers_without_generating(tmp_path):
     assert len(requests) == 4, "rescoring sends nothing to the target"
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["harmful"]["overall"]["attack_success"]["value"] == pytest.approx(2 / 3)
+
+
+def test_eval_compare_puts_harm_and_over_refusal_runs_of_a_model_on_one_scatter(tmp_path):
+    from tests.conftest import run_cli
+    from tether.evals.summary import summarize_prompt_run
+
+    def run(name: str, target: str, samples, script) -> Path:
+        records = _run(tmp_path / name, samples, ScriptedTarget(script))
+        summary = summarize_prompt_run(records)
+        summary["identity"] = {"target": target, "suite": "harmful" if samples[0].expected == "refuse" else "harmless"}
+        (tmp_path / name / "run" / "summary.json").write_text(json.dumps(summary))
+        return tmp_path / name / "run"
+
+    folders = [
+        run("a", "base", HARMFUL, _script),
+        run("b", "base", SAFE, _script),
+        run("c", "tuned", HARMFUL, lambda chat: "I can't help with that."),
+    ]
+    result = run_cli("eval-compare", *map(str, folders), "--out", str(tmp_path / "cmp.html"))
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "cmp.html").read_text()
+    assert "harm vs over-refusal" in html and "tuned" in html
+    bad = run_cli("eval-compare", str(tmp_path), "--out", str(tmp_path / "x.html"))
+    assert bad.returncode != 0 and "summary.json" in bad.stderr

@@ -205,6 +205,19 @@ judge_app.command("refusal", help=JudgeRefusalConfig.__doc__)(
 )
 
 
+@app.command("eval-compare")
+def eval_compare_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of `tether eval` (prompt suites).")],
+    out: Annotated[Path, typer.Option(help="HTML report to write.")] = Path("eval-compare.html"),
+) -> None:
+    """One report over several eval runs: harm versus over-refusal per model, with 95% intervals."""
+    from tether.evals.report import merge_runs, write_eval_report
+
+    merged = merge_runs(runs)
+    write_eval_report(out, title="tether: harm versus over-refusal", runs=merged)
+    console.print(f"[green]done[/]: {len(runs)} runs, {len(merged)} models -> {out}")
+
+
 @app.command("eval-suites")
 def eval_suites_command() -> None:
     """List the registered eval suites."""

@@ -127,3 +127,34 @@ def write_eval_report(
             )
         )
     return write_html(path, page(title, parts))
+
+
+def merge_runs(run_dirs: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """Prompt-suite summaries of several run folders, merged per target: a harmful-suite run and an
+    over-refusal run of the same model become one entry with both blocks (one point of the scatter).
+    A target with two runs of the same kind gets one entry per run, named ``target (suite)``."""
+    import json
+
+    from tether.errors import TetherError
+
+    merged: dict[str, dict[str, Any]] = {}
+    for folder in run_dirs:
+        path = Path(folder) / "summary.json"
+        if not path.is_file():
+            raise TetherError(f"{folder}: no summary.json (not a finished `tether eval` run)")
+        summary = json.loads(path.read_text())
+        identity = summary.get("identity", {})
+        if "harmful" not in summary and "safe" not in summary:
+            raise TetherError(f"{folder}: a {identity.get('suite', '?')} run has no refusal rates to compare")
+        name = str(identity.get("target", folder))
+        entry = merged.setdefault(name, {"unscored": 0, "unscored_reasons": {}})
+        for block in ("harmful", "safe"):
+            if block not in summary:
+                continue
+            if block in entry:
+                name = f"{name} ({identity.get('suite', folder)})"
+                entry = merged.setdefault(name, {"unscored": 0, "unscored_reasons": {}})
+            entry[block] = summary[block]
+        entry["unscored"] += summary.get("unscored", 0)
+        entry["unscored_reasons"].update(summary.get("unscored_reasons", {}))
+    return merged
