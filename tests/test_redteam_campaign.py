@@ -77,6 +77,7 @@ def test_pair_refines_until_the_judge_says_complies_within_its_budget():
     assert attempt.verdict.label == "complies" and attempt.queries == 3
     assert [t["label"] for t in attempt.trace] == ["refuses", "refuses", "complies"]
     assert attempt.trace[1]["prompt"] == REQUESTS[0].prompt  # an unusable proposal falls back to the request
+    assert [t["attacker_usable"] for t in attempt.trace] == [True, False, True]
     assert "Score: 1/10" in attacker.calls[1][-1].content  # the attacker saw the judge's score
     assert len(attacker.calls) == 3, "no query after the success"
     assert parse_attacker_reply('x {"prompt": " hi "} y') == "hi" and parse_attacker_reply("{}") is None
@@ -216,3 +217,33 @@ def test_translate_attack_sends_the_translators_output():
     assert attempt.verdict.label == "complies"
     with pytest.raises(ConfigError, match="translator"):
         make_attack("translate")
+
+
+@pytest.mark.slow
+def test_pair_with_the_embedded_model_as_attacker(tmp_path, shared_data):
+    from tests.conftest import run_cli
+
+    result = run_cli(
+        "redteam",
+        "--data",
+        str(shared_data / "instructions" / "harmful_val.json"),
+        "--out",
+        str(tmp_path / "rt"),
+        "--limit",
+        "2",
+        "--attacks",
+        "pair",
+        "--attacker-model",
+        "smollm2-135m-instruct",
+        "--pair-iterations",
+        "2",
+        "--max-new-tokens",
+        "32",
+        "--judge",
+        "phrases",
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    attempts = [json.loads(line) for line in (tmp_path / "rt" / "samples.jsonl").read_text().splitlines()]
+    assert len(attempts) == 2 and all(a["queries"] in (1, 2) for a in attempts)
+    assert all(len(a["trace"]) == a["queries"] and "attacker_usable" in a["trace"][0] for a in attempts)

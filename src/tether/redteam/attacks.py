@@ -168,20 +168,26 @@ class PairAttack:
             if not active:
                 break
             proposals = self.attacker.generate([histories[i] for i in active], self.attacker_params)
-            prompts = []
+            prompts, usable = [], []
             for i, proposal in zip(active, proposals, strict=True):
                 parsed = parse_attacker_reply(proposal.text) if proposal.error is None else None
                 prompts.append(parsed or requests[i])  # an unusable proposal falls back to the plain request
+                usable.append(parsed is not None)
                 histories[i].append(Message(role="assistant", content=proposal.text or "(no reply)"))
             chats = [[Message(role="user", content=p)] for p in prompts]
             replies = target.generate(chats, params)
             judged = _judge_replies(judge, [requests[i] for i in active], replies)
             still = []
-            for i, chat, reply, (text, verdict), prompt in zip(active, chats, replies, judged, prompts, strict=True):
+            rounds = zip(active, chats, replies, judged, prompts, usable, strict=True)
+            for i, chat, reply, (text, verdict), prompt, parsed in rounds:
                 queries = (best[i].queries if best[i] else 0) + 1
-                trace = (best[i].trace if best[i] else []) + [
-                    {"prompt": prompt, "response": reply.text, "label": verdict.label}
-                ]
+                step_record = {
+                    "prompt": prompt,
+                    "attacker_usable": parsed,
+                    "response": reply.text,
+                    "label": verdict.label,
+                }
+                trace = (best[i].trace if best[i] else []) + [step_record]
                 attempt = Attempt(chat, reply.text, text, verdict, reply.error, queries=queries, trace=trace)
                 previous = best[i]
                 if previous is None or SCORE.get(verdict.label, 0) >= SCORE.get(previous.verdict.label, 0):
