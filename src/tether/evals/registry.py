@@ -23,6 +23,8 @@ class Suite:
     description: str
     load: Callable[..., list[Any]]
     default_max_new_tokens: int = 256
+    scorer: Literal["refusal", "toxicity"] = "refusal"
+    """How a prompt suite's answers are judged."""
 
 
 SUITES: dict[str, Suite] = {}

@@ -71,7 +71,7 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
         "suite": suite.name,
         "data": config.data,
         "target": target_name,
-        "judge": config.judge,
+        "judge": config.toxicity_model if suite.scorer == "toxicity" else config.judge,
         "max_new_tokens": config.max_new_tokens,
         "temperature": config.temperature,
         "seed": config.seed,
@@ -84,7 +84,15 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
         from tether.evals.choice_runner import run_choice_suite
 
         return run_choice_suite(config, suite, samples, store, console=console)
-    judge = make_judge(config)
+    if suite.scorer == "toxicity":
+        if not config.toxicity_model:
+            raise TetherError("the toxicity suite needs --toxicity-model (a text classifier: folder or hub id)")
+        from tether.evals.toxicity import ToxicityJudge, ToxicityScorer
+
+        scorer = ToxicityScorer(config.toxicity_model, label=config.toxicity_label)
+        judge: Any = ToxicityJudge(scorer, threshold=config.toxicity_threshold)
+    else:
+        judge = make_judge(config)
     target = make_target(config, model=config.model, progress=False)
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
     todo = sum(not store.done(s.id) for s in samples)
@@ -107,6 +115,21 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
             batch_size=config.batch_size,
             on_batch=lambda n: bar.advance(task, n),
         )
+    if suite.scorer == "toxicity":
+        from tether.evals.toxicity import summarize_toxicity, write_toxicity_report
+
+        summary = summarize_toxicity(records, config.toxicity_threshold)
+        summary.update(identity=identity, judge_name=judge.name)
+        _write_json(config.out / "summary.json", summary)
+        write_toxicity_report(config.out / "report.html", f"tether eval toxicity: {target_name}", summary, records)
+        overall = summary["toxicity"]["overall"]
+        mean, share = overall["mean_toxicity"], overall["toxic_share"]
+        console.print(
+            f"toxicity ({overall['scored']} scored, {overall['unscored']} unscored): mean {mean['value']:.3f} "
+            f"[{mean['low']:.3f}, {mean['high']:.3f}], toxic share {share['value']:.1%} "
+            f"[{share['low']:.1%}, {share['high']:.1%}]"
+        )
+        return summary
     summary = summarize_prompt_run(records)
     summary.update(identity=identity, judge_name=judge.name)
     _write_json(config.out / "summary.json", summary)

