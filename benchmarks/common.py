@@ -185,3 +185,16 @@ def machine_lines(
         *extra_peaks,
         "",
     ]
+
+
+def trust_notes(machine: dict, steps: int) -> list[str]:
+    """Warnings every timing report carries: a busy machine, too few measured steps."""
+    notes = []
+    if machine["load_avg_1m"] > 0.5 * machine["usable_cores"]:
+        notes.append(
+            f"WARNING: the machine was busy before the runs (load average {machine['load_avg_1m']} on "
+            f"{machine['usable_cores']} cores); rates and ratios are not trustworthy. Rerun on an idle machine."
+        )
+    if steps < 4:
+        notes.append(f"only {steps - 1 or 1} measured step(s) per run: a smoke test, not a measurement")
+    return notes

@@ -100,7 +100,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import command_line, machine_info, machine_lines, markdown_table, matmul_peak, run_child
+from common import command_line, machine_info, machine_lines, markdown_table, matmul_peak, run_child, trust_notes
 from sft_throughput import HH_RLHF, model_flops, model_shape, require_data
 
 
@@ -791,13 +791,7 @@ def build_report(args, command, machine, shape, data, settings, peak_before, pea
         "",
     ]
     lines += [f"- {v}" for v in verdicts]
-    if machine["load_avg_1m"] > 0.5 * machine["usable_cores"]:
-        notes.append(
-            f"WARNING: the machine was busy before the runs (load average {machine['load_avg_1m']} on "
-            f"{machine['usable_cores']} cores); rates and ratios are not trustworthy. Rerun on an idle machine."
-        )
-    if args.steps < 4:
-        notes.append(f"only {args.steps - 1 or 1} measured step(s) per run: a smoke test, not a measurement")
+    notes += trust_notes(machine, args.steps)
     lines += [f"- {n}" for n in notes]
     return {
         "command": command,

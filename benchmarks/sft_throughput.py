@@ -97,7 +97,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import SHARED_DATA, command_line, machine_info, machine_lines, markdown_table, matmul_peak, run_child
+from common import (
+    SHARED_DATA,
+    command_line,
+    machine_info,
+    machine_lines,
+    markdown_table,
+    matmul_peak,
+    run_child,
+    trust_notes,
+)
 
 HH_RLHF = SHARED_DATA / "hh-rlhf" / "harmless-base-test.shared.jsonl"
 MODES = ("full", "lora")
@@ -652,13 +661,7 @@ def build_report(args, command, machine, shape, data, peak_before, peak_after, p
         "+ 4*V*d*A (T tokens, A label tokens; see the script's docstring). Executed FLOPs add padding and the head "
         "over the positions each engine projects (TRL on CPU: every position), recomputed once in backward.",
     ]
-    if machine["load_avg_1m"] > 0.5 * machine["usable_cores"]:
-        notes.append(
-            f"WARNING: the machine was busy before the runs (load average {machine['load_avg_1m']} on "
-            f"{machine['usable_cores']} cores); rates and ratios are not trustworthy. Rerun on an idle machine."
-        )
-    if args.steps < 4:
-        notes.append(f"only {args.steps - 1 or 1} measured step(s) per run: a smoke test, not a measurement")
+    notes += trust_notes(machine, args.steps)
     lines += [f"- {n}" for n in notes]
     return {
         "command": command,

@@ -31,6 +31,13 @@ class Target(Protocol):
     def generate(self, chats: Sequence[Chat], params: SamplingParams) -> list[Reply]: ...
 
 
+def openai_client(base_url: str, api_key: str | None, *, timeout: float) -> Any:
+    """The official client for an OpenAI-compatible endpoint (local servers accept any key)."""
+    from openai import OpenAI
+
+    return OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=2)
+
+
 def as_chat(prompt: str | Sequence[Message]) -> list[Message]:
     return [Message(role="user", content=prompt)] if isinstance(prompt, str) else list(prompt)
 
@@ -107,12 +114,7 @@ class OpenAITarget:
         timeout: float = 120.0,
         client: Any = None,
     ) -> None:
-        if client is None:
-            from openai import OpenAI
-
-            key = api_key or os.environ.get(api_key_env) or "not-needed"
-            client = OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=2)
-        self.client = client
+        self.client = client or openai_client(base_url, api_key or os.environ.get(api_key_env), timeout=timeout)
         self.model = model
         self.name = f"{model}@{base_url}"
         self.concurrency = concurrency

@@ -57,10 +57,9 @@ class LLMRefusalJudge:
         client: Any = None,
     ) -> None:
         if client is None:
-            from openai import OpenAI
+            from tether.evals.targets import openai_client
 
-            key = api_key or os.environ.get(api_key_env) or "not-needed"
-            client = OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=2)
+            client = openai_client(base_url, api_key or os.environ.get(api_key_env), timeout=timeout)
         self.client = client
         self.model = model
 
