@@ -22,6 +22,9 @@ from tether.config import (
     KTOConfig,
     ORPOConfig,
     RedteamConfig,
+    RMEvalConfig,
+    RMScoreConfig,
+    RMTrainConfig,
     SFTConfig,
     SimPOConfig,
     load_config,
@@ -41,6 +44,8 @@ data_app = typer.Typer(help="Inspect and validate datasets.", no_args_is_help=Tr
 app.add_typer(data_app, name="data")
 judge_app = typer.Typer(help="Judge responses and train the refusal judge.", no_args_is_help=True)
 app.add_typer(judge_app, name="judge")
+rm_app = typer.Typer(help="Reward models: train (Bradley-Terry), evaluate, score.", no_args_is_help=True)
+app.add_typer(rm_app, name="rm")
 console = Console()
 RecordKindChoice = enum.Enum("RecordKindChoice", {k: k for k in ("conversation", "preference", "unpaired")}, type=str)
 FormatChoice = enum.Enum("FormatChoice", {f.replace("-", "_"): f for f in FORMATS}, type=str)
@@ -203,6 +208,38 @@ def redteam_list_command() -> None:
 judge_app.command("refusal", help=JudgeRefusalConfig.__doc__)(
     config_command(JudgeRefusalConfig, _judge_refusal, load=load_config)
 )
+
+
+def _rm_train(config: RMTrainConfig) -> None:
+    from tether.train.reward import run_reward_training
+
+    target = run_reward_training(config, console=console)
+    console.print(f"[green]done[/]: reward model in {target}, report in {config.out / 'report.html'}")
+
+
+def _rm_eval(config: RMEvalConfig) -> None:
+    from tether.reward.evaluate import evaluate_reward_model
+
+    result = evaluate_reward_model(config, console=console)
+    acc, bias = result["accuracy"], result["length_bias"]
+    console.print(
+        f"pairwise accuracy {acc['value']:.1%} [{acc['low']:.1%}, {acc['high']:.1%}] on {result['pairs']} pairs; "
+        f"reward-length r = {bias['pearson_r']:.3f}"
+        + (" [bold red](length bias flagged)[/]" if bias["flagged"] else "")
+    )
+    console.print(f"[green]done[/]: {config.out / 'eval.json'}, {config.out / 'report.html'}")
+
+
+def _rm_score(config: RMScoreConfig) -> None:
+    from tether.reward.score_file import score_file
+
+    rewards = score_file(config)
+    console.print(f"[green]done[/]: {len(rewards)} rows scored -> {config.output}")
+
+
+rm_app.command("train", help=RMTrainConfig.__doc__)(config_command(RMTrainConfig, _rm_train, load=load_config))
+rm_app.command("eval", help=RMEvalConfig.__doc__)(config_command(RMEvalConfig, _rm_eval, load=load_config))
+rm_app.command("score", help=RMScoreConfig.__doc__)(config_command(RMScoreConfig, _rm_score, load=load_config))
 
 
 @app.command("eval-compare")

@@ -87,6 +87,18 @@ def _completion_ids(encoder: ChatEncoder, prompt: list[Message], prompt_ids: lis
     return full[len(prompt_ids) :]
 
 
+def encode_completion(
+    encoder: ChatEncoder, prompt: str | list[Message], completion: str | list[Message]
+) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids) of one prompt and completion, e.g. a sampled answer to score.
+
+    Unlike records, the completion may be empty (a model can answer with EOS at once).
+    """
+    messages = _messages(prompt, "user")
+    prompt_ids = encoder.prompt_ids(messages)
+    return prompt_ids, _completion_ids(encoder, messages, prompt_ids, completion, "completion")
+
+
 def encode_pair(encoder: ChatEncoder, pair: Preference) -> PairExample:
     """Prompt ids and the two completions' ids of ``pair`` (untruncated)."""
     prompt = _messages(pair.prompt, "user")

@@ -339,6 +339,11 @@ def _decode_csv_row(row: Row) -> Row:
             decoded[name] = value if is_messages else cell
         elif name == "label":
             decoded[name] = _LABELS.get(cell.strip().lower(), cell)
+        elif name == "margin":
+            try:
+                decoded[name] = float(cell)
+            except ValueError:
+                raise DataError(f"expected a number, got {cell!r}", field=name) from None
         else:
             decoded[name] = cell
     return decoded
@@ -412,7 +417,8 @@ def _preference_row(row: Mapping[str, Any]) -> Record:
                 "missing field; chosen and rejected look like HH-RLHF transcripts: read them with fmt='hh-rlhf'",
                 field="prompt",
             )
-    return parse_record("preference", _pick(row, "prompt", "chosen", "rejected"))
+    names = ("prompt", "chosen", "rejected", "margin") if "margin" in row else ("prompt", "chosen", "rejected")
+    return parse_record("preference", _pick(row, *names))
 
 
 def _unpaired_row(row: Mapping[str, Any]) -> Record:

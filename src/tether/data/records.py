@@ -140,6 +140,9 @@ class Preference(BaseModel):
     prompt: TextOrMessages
     chosen: TextOrMessages
     rejected: TextOrMessages
+    margin: float | None = None
+    """How much better chosen is than rejected (Llama 2's reward-model margin); only `tether rm train`
+    uses it."""
 
     @property
     def is_conversational(self) -> bool:

@@ -16,8 +16,12 @@ def apply_lora(
     alpha: int = 32,
     dropout: float = 0.0,
     target_modules: str | list[str] = "all-linear",
+    task_type: str = "CAUSAL_LM",
 ) -> Any:
-    """Wrap ``model`` in a trainable peft LoRA model; only the adapter weights require grad."""
+    """Wrap ``model`` in a trainable peft LoRA model; only the adapter weights require grad.
+
+    ``task_type="SEQ_CLS"`` (reward and value models) also trains the new scalar head in full.
+    """
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -25,7 +29,7 @@ def apply_lora(
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=target_modules,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
     return get_peft_model(model, config)
 

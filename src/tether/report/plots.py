@@ -98,6 +98,35 @@ def scatter_with_intervals(
         return _svg(fig)
 
 
+def histogram(series: dict[str, list[float]], title: str, xlabel: str, *, bins: int = 30) -> str:
+    """Overlaid histograms on shared bins (e.g. rewards of chosen and rejected responses)."""
+    values = [v for vs in series.values() for v in vs if math.isfinite(v)]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    edges = [low + (high - low) * i / bins for i in range(bins + 1)] if high > low else bins
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=_SIZE, layout="constrained")
+        ax = fig.add_subplot()
+        for name, vs in series.items():
+            ax.hist([v for v in vs if math.isfinite(v)], bins=edges, alpha=0.55, label=name)
+        ax.set(title=title, xlabel=xlabel, ylabel="count")
+        if len(series) > 1:
+            ax.legend(fontsize="small")
+        return _svg(fig)
+
+
+def scatter(series: dict[str, list[tuple[float, float]]], title: str, xlabel: str, ylabel: str) -> str:
+    """Small points, one colour per named series (e.g. reward against response length)."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=_SIZE, layout="constrained")
+        ax = fig.add_subplot()
+        for name, points in series.items():
+            ax.scatter([x for x, _ in points], [y for _, y in points], s=6, alpha=0.5, label=name)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        if len(series) > 1:
+            ax.legend(fontsize="small")
+        return _svg(fig)
+
+
 def _svg(fig: Figure) -> str:
     """The figure as an ``<svg>`` element, without the XML prolog (it is embedded in HTML)."""
     FigureCanvasSVG(fig)  # explicit backend: no pyplot, no display
