@@ -18,10 +18,13 @@ from tether.config import (
     DPOConfig,
     EvalConfig,
     EvalRescoreConfig,
+    GRPOConfig,
     JudgeRefusalConfig,
     KTOConfig,
     ORPOConfig,
+    PPOConfig,
     RedteamConfig,
+    RLOOConfig,
     RMEvalConfig,
     RMScoreConfig,
     RMTrainConfig,
@@ -150,6 +153,17 @@ for _cls in (DPOConfig, ORPOConfig, SimPOConfig):
     app.command(_cls.command, help=_cls.__doc__)(config_command(_cls, _preference, load=load_config))
 app.command("kto", help=KTOConfig.__doc__)(config_command(KTOConfig, _kto, load=load_config))
 app.command("demo", help=DemoConfig.__doc__)(config_command(DemoConfig, _demo, load=load_config))
+
+
+def _online_rl(config: PPOConfig | RLOOConfig | GRPOConfig) -> None:
+    from tether.train.rl.trainer import run_online_rl
+
+    target = run_online_rl(config, console=console)
+    console.print(f"[green]done[/]: policy in {target}, monitors in {config.out / 'report.html'}")
+
+
+for _cls in (PPOConfig, RLOOConfig, GRPOConfig):
+    app.command(_cls.command, help=_cls.__doc__)(config_command(_cls, _online_rl, load=load_config))
 
 
 def _eval(config: EvalConfig) -> None:

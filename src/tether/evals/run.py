@@ -86,10 +86,13 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
         return run_choice_suite(config, suite, samples, store, console=console)
     if suite.scorer == "toxicity":
         if not config.toxicity_model:
-            raise TetherError("the toxicity suite needs --toxicity-model (a text classifier: folder or hub id)")
-        from tether.evals.toxicity import ToxicityJudge, ToxicityScorer
+            raise TetherError(
+                "the toxicity suite needs --toxicity-model (a text classifier: folder or hub id, or "
+                "profanity-check for the offline alt-profanity-check model)"
+            )
+        from tether.evals.toxicity import ToxicityJudge, make_toxicity_scorer
 
-        scorer = ToxicityScorer(config.toxicity_model, label=config.toxicity_label)
+        scorer = make_toxicity_scorer(config.toxicity_model, label=config.toxicity_label)
         judge: Any = ToxicityJudge(scorer, threshold=config.toxicity_threshold)
     else:
         judge = make_judge(config)

@@ -25,6 +25,9 @@ class SamplingParams:
     max_new_tokens: int = 128
     temperature: float = 0.0
     top_p: float = 1.0
+    top_k: int | None = None
+    """Sample among the k most likely tokens; None keeps the model's default (transformers: 50), 0 turns it
+    off, which exact on-policy RL needs (the update assumes samples from the full softmax)."""
     seed: int = 0
     stop: tuple[str, ...] = ()
     """Strings that end a completion; the completion is cut before the first one."""
@@ -47,10 +50,13 @@ class GenerationEngine:
         """One completion per prompt, in order, cut at the first stop string."""
         return decode_completions(self.tokenizer, self.generate_ids(prompts, params), params.stop)
 
-    @torch.no_grad()
     def generate_ids(self, prompts: Sequence[str | Sequence[Message]], params: SamplingParams) -> list[list[int]]:
         """Generated token ids per prompt, in order, without padding and ending at the first EOS."""
-        encoded = [self.prompt_ids(p) for p in prompts]
+        return self.generate_from_ids([self.prompt_ids(p) for p in prompts], params)
+
+    @torch.no_grad()
+    def generate_from_ids(self, encoded: Sequence[list[int]], params: SamplingParams) -> list[list[int]]:
+        """:meth:`generate_ids` for prompts already templated and tokenized."""
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: list[list[int]] = [[] for _ in encoded]
         pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
@@ -89,6 +95,8 @@ class GenerationEngine:
         if params.temperature > 0:
             torch.manual_seed(params.seed + batch_number)  # each batch's draws depend only on the seed
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+            if params.top_k is not None:
+                kwargs["top_k"] = params.top_k
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs

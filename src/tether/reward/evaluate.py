@@ -69,7 +69,12 @@ def evaluate_reward_model(config: RMEvalConfig, *, console: Any = None) -> dict[
         raise TetherError(f"{out} already holds an evaluation; pass --overwrite to replace it")
     wanted = None if config.limit is None else config.skip + config.limit
     records, report = read_records_with_report(
-        config.data, "preference", config.data_format, split=config.split, limit=wanted
+        config.data,
+        "preference",
+        config.data_format,
+        split=config.split,
+        limit=wanted,
+        on_invalid="skip" if config.skip_invalid else "error",
     )
     records, lines = records[config.skip :], report.lines[config.skip :]
     if not records:

@@ -27,11 +27,18 @@ class RecipeInputs:
     tokenizer: Any
 
 
-def read_inputs(config: Any, kind: str) -> RecipeInputs:
+def read_inputs(config: Any, kind: str, *, console: Any = None) -> RecipeInputs:
     """Read and validate the data, check the output folder, then set up accelerate and the tokenizer."""
     records, read_report = read_records_with_report(
-        config.data, kind, config.data_format, split=config.split, limit=config.limit
+        config.data,
+        kind,
+        config.data_format,
+        split=config.split,
+        limit=config.limit,
+        on_invalid="skip" if config.skip_invalid else "error",
     )
+    if read_report.skipped and console is not None:
+        console.print(f"[yellow]skipped[/]: {read_report}")
     check_output(config.out, resume=config.resume, overwrite=config.overwrite)
     settings = LoopSettings.from_config(config)
     accelerator = make_accelerator(settings)

@@ -111,7 +111,7 @@ def encode_reward_pairs(config: Any, records: list, lines: list[int], tokenizer:
 
 def run_reward_training(config: RMTrainConfig, *, console: Any = None) -> Path:
     """Train and write ``config.out`` (model/, metrics.jsonl, report.html); returns out/model."""
-    inputs = read_inputs(config, "preference")
+    inputs = read_inputs(config, "preference", console=console)
     rows = encode_reward_pairs(config, inputs.records, inputs.read_report.lines, inputs.tokenizer)
     if not rows:
         raise DataError("no pair has a response token left after truncation; raise --max-length", file=config.data)
