@@ -129,3 +129,34 @@ def test_two_process_ddp_matches_single_process_accumulation(tmp_path, tiny_mode
     _assert_same_weights(single, ddp, exact=False)
     metrics = [json.loads(line) for line in (ddp / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 3
+
+
+@pytest.mark.skipif(
+    shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
+    reason="accelerate CLI not installed",
+)
+def test_two_process_rloo_runs_with_gloo(tmp_path, tiny_model_dir):
+    """Each process samples its own prompts; rewards, KL and beta are gathered, so both log the same step
+    records (rank 0 writes them) and stop alike; DDP keeps the weights in sync."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Tell me about {t}."}) + "\n" for t in "abcdefgh"))
+    rewards = tmp_path / "rewards.py"
+    rewards.write_text("def short(prompts, responses):\n    return [-len(r) / 10 for r in responses]\n")
+    out = tmp_path / "ddp-rloo"
+    launcher = Path(sys.executable).parent / "accelerate"
+    cmd = [
+        str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29519",
+        "-m", "tether", "rloo", "--model", str(tiny_model_dir), "--prompts", str(prompts),
+        "--reward", f"py:{rewards}:short", "--out", str(out), "--steps", "2", "--prompts-per-step", "2",
+        "--samples-per-prompt", "2", "--max-new-tokens", "4", "--minibatch-size", "2", "--kl-target", "0.1",
+        "--no-progress",
+    ]  # fmt: skip
+    two = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-4000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["samples_per_s"] > 0 for r in records)
+    rows = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 2  # rank 0's samples: 2 steps x 2 prompts x 2 samples
+    assert (out / "model" / "config.json").is_file()

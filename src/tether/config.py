@@ -356,9 +356,14 @@ class RolloutOptions(Options):
     rewards; preference files work too."""
     prompts_format: Literal["auto", "jsonl", "json", "csv", "parquet", "hh-rlhf", "hub"] = "auto"
     """Reader for --prompts (hh-rlhf: the conversation before the last answer)."""
+    prompts_limit: int | None = Field(None, ge=1)
+    """Use only the first N training prompts."""
     eval_prompts: str | None = None
     """Held-out prompts (same formats): mean reward and KL measured before training, every --eval-every
     steps and at the end."""
+    eval_skip: int = Field(0, ge=0)
+    """Skip the first N held-out prompts (e.g. when --eval-prompts is the training file and --prompts-limit
+    took its first N)."""
     eval_limit: int = Field(64, ge=1)
     """Use at most this many held-out prompts."""
     eval_every: int = Field(5, ge=1)

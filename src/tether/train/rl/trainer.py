@@ -52,9 +52,9 @@ class OnlineRL:
         self.config = config
         self.console = console
         self.algorithm: Algorithm = ALGORITHMS[type(config).command]
-        self.prompts = read_prompts(config.prompts, config.prompts_format)
+        self.prompts = read_prompts(config.prompts, config.prompts_format, limit=config.prompts_limit)
         self.eval_prompts = (
-            read_prompts(config.eval_prompts, config.prompts_format, limit=config.eval_limit)
+            read_prompts(config.eval_prompts, config.prompts_format, limit=config.eval_limit, skip=config.eval_skip)
             if config.eval_prompts
             else []
         )
@@ -330,26 +330,40 @@ class OnlineRL:
         rollout_s = time.perf_counter() - started
         update = self.update(rollout)
         update_s = time.perf_counter() - started - rollout_s
-        scored = ~torch.isnan(rollout.scores)
-        kl = (kl_k1(rollout.logps, rollout.ref_logps) * rollout.mask).sum(1)
-        beta = self.kl.beta
-        self.kl.update(float(kl.mean()), len(rollout) * self.accelerator.num_processes)
+        # Per-sample figures from every process, so that all processes log, adapt beta and stop alike.
         mask = rollout.mask
+        per_sample = torch.stack(
+            [
+                rollout.scores,
+                (kl_k1(rollout.logps, rollout.ref_logps) * mask).sum(1),
+                token_kl(rollout, config.kl_estimator).sum(1),
+                mask.sum(1),
+                rollout.truncated.float(),
+                (rollout.entropy * mask).sum(1),
+            ],
+            dim=1,
+        )
+        scores, kl, penalty, lengths, truncated, entropy = (
+            self.accelerator.gather(per_sample.to(self.accelerator.device)).cpu().unbind(1)
+        )
+        scored = ~torch.isnan(scores)
+        beta = self.kl.beta
+        self.kl.update(float(kl.mean()), len(kl))
         record = {
             "step": self.state.step + 1,
-            "reward": float(rollout.scores[scored].mean()) if scored.any() else math.nan,
-            "reward/std": float(rollout.scores[scored].std()) if scored.sum() > 1 else 0.0,
+            "reward": float(scores[scored].mean()) if scored.any() else math.nan,
+            "reward/std": float(scores[scored].std()) if scored.sum() > 1 else 0.0,
             "kl": float(kl.mean()),
-            "kl/penalty": float(beta * token_kl(rollout, config.kl_estimator).sum(1).mean()),
+            "kl/penalty": float(beta * penalty.mean()),
             "kl/beta": beta,
-            "response_length": float(mask.sum(1).mean()),
-            "entropy": float(masked_mean(rollout.entropy, mask)),
-            "truncated": float(rollout.truncated.float().mean()),
+            "response_length": float(lengths.mean()),
+            "entropy": float(entropy.sum() / lengths.sum().clamp_min(1)),
+            "truncated": float(truncated.mean()),
             "unscored": float((~scored).sum()),
             **update,
             "rollout_s": rollout_s,
             "update_s": update_s,
-            "samples_per_s": len(rollout) / (rollout_s + update_s),
+            "samples_per_s": len(kl) / (rollout_s + update_s),
         }
         self._write_rollouts(rollout, expanded)
         return record
