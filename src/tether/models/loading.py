@@ -85,6 +85,15 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False, revision: str 
     return tokenizer
 
 
+def load_kwargs(dtype: str, trust_remote_code: bool) -> dict[str, Any]:
+    """``from_pretrained`` keywords for a dtype name (checked) and the remote-code switch."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    return {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code}
+
+
 def load_model(
     spec: str,
     *,
@@ -95,17 +104,11 @@ def load_model(
     trainable_adapter: bool = False,
 ) -> Any:
     """Load a causal LM. An adapter folder loads its base, then the peft adapter on top of it."""
-    import torch
     from transformers import AutoModelForCausalLM
 
-    if dtype not in DTYPES:
-        raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     source = resolve(spec)
     base = adapter_base(source)
-    kwargs: dict[str, Any] = {
-        "dtype": getattr(torch, dtype),
-        "trust_remote_code": trust_remote_code,
-    }
+    kwargs = load_kwargs(dtype, trust_remote_code)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from tether.errors import ModelError
-from tether.models.loading import DTYPES, _hub_error, adapter_base, resolve
+from tether.models.loading import _hub_error, adapter_base, load_kwargs, resolve
 from tether.train.logprobs import _base
 
 HEAD_NAMES = ("score", "classifier")
@@ -35,16 +35,9 @@ def load_scalar_model(
     """
     from transformers import AutoModelForSequenceClassification
 
-    if dtype not in DTYPES:
-        raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     source = resolve(spec)
     base = adapter_base(source)
-    kwargs: dict[str, Any] = {
-        "dtype": getattr(torch, dtype),
-        "trust_remote_code": trust_remote_code,
-        "num_labels": 1,
-        "pad_token_id": pad_token_id,
-    }
+    kwargs = {**load_kwargs(dtype, trust_remote_code), "num_labels": 1, "pad_token_id": pad_token_id}
     try:
         if base is None:
             model = AutoModelForSequenceClassification.from_pretrained(source, revision=revision, **kwargs)

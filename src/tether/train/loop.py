@@ -312,7 +312,7 @@ class TrainLoop:
             self.metrics_path.write_text("".join(line + "\n" for line in kept))
 
     def _progress(self):
-        return _ProgressBar(
+        return ProgressBar(
             total=self.total_steps,
             start=self.state.step,
             enabled=self.s.progress and self.accelerator.is_main_process,
@@ -323,20 +323,30 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in config.items()}
 
 
-class _ProgressBar:
-    """A rich progress bar showing step, loss and throughput; silent when disabled."""
+class ProgressBar:
+    """A rich progress bar of optimizer or RL steps with a one-line summary; silent when disabled."""
 
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
+    def __init__(
+        self,
+        total: int,
+        start: int,
+        enabled: bool,
+        *,
+        label: str = "train",
+        info: Callable[[dict[str, float]], str] | None = None,
+    ) -> None:
         self.enabled = enabled
         self.total, self.start = total, start
+        self.label = label
+        self.info = info or (lambda m: f"loss {m['loss']:.4f}  {m['tokens_per_s']:.0f} tok/s")
         self.progress = None
 
-    def __enter__(self) -> _ProgressBar:
+    def __enter__(self) -> ProgressBar:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
-                TextColumn("[bold]train"),
+                TextColumn(f"[bold]{self.label}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"),
@@ -344,13 +354,12 @@ class _ProgressBar:
                 transient=False,
             )
             self.progress.start()
-            self.task = self.progress.add_task("train", total=self.total, completed=self.start, info="")
+            self.task = self.progress.add_task(self.label, total=self.total, completed=self.start, info="")
         return self
 
     def advance(self, metrics: dict[str, float]) -> None:
         if self.progress is not None:
-            info = f"loss {metrics['loss']:.4f}  {metrics['tokens_per_s']:.0f} tok/s"
-            self.progress.update(self.task, advance=1, info=info)
+            self.progress.update(self.task, advance=1, info=self.info(metrics))
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:

@@ -56,6 +56,14 @@ def load_trainable_model(config: Any) -> Any:
         revision=config.revision,
         trainable_adapter=True,
     )
+    return prepare_for_training(model, config)
+
+
+def prepare_for_training(model: Any, config: Any, *, task_type: str = "CAUSAL_LM") -> Any:
+    """Gradient checkpointing and fresh LoRA adapters as the config asks (an adapter folder keeps its own).
+
+    ``task_type="SEQ_CLS"`` for reward and value models: their new scalar head is trained in full.
+    """
     if getattr(config, "gradient_checkpointing", False):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora and not hasattr(model, "peft_config"):
@@ -66,6 +74,7 @@ def load_trainable_model(config: Any) -> Any:
             alpha=config.lora_alpha,
             dropout=config.lora_dropout,
             target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+            task_type=task_type,
         )
     return model
 

@@ -22,11 +22,10 @@ from tether.data.pair_encoding import PairExample, encode_records
 from tether.data.tokenization import ChatEncoder
 from tether.errors import DataError
 from tether.losses.reward import bradley_terry_loss
-from tether.models.lora import apply_lora
 from tether.models.reward import load_scalar_model, sequence_rewards
 from tether.train.loop import TrainLoop
 from tether.train.preference import count_pairs
-from tether.train.recipe import finish, open_output, read_inputs
+from tether.train.recipe import finish, open_output, prepare_for_training, read_inputs
 
 
 @dataclass
@@ -76,19 +75,7 @@ def load_trainable_reward_model(config: RMTrainConfig, pad_token_id: int) -> Any
         revision=config.revision,
         trainable_adapter=True,
     )
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if config.lora and not hasattr(model, "peft_config"):
-        targets = config.lora_target_modules
-        model = apply_lora(
-            model,
-            r=config.lora_r,
-            alpha=config.lora_alpha,
-            dropout=config.lora_dropout,
-            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
-            task_type="SEQ_CLS",
-        )
-    return model
+    return prepare_for_training(model, config, task_type="SEQ_CLS")
 
 
 def encode_reward_pairs(config: Any, records: list, lines: list[int], tokenizer: Any) -> list[RewardRow]:

@@ -33,9 +33,9 @@ from tether.losses.ppo import clipped_policy_loss, clipped_value_loss, masked_me
 from tether.models.loading import load_model, load_tokenizer
 from tether.reward.sources import CompositeReward, build_components, check_reward_specs
 from tether.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
-from tether.train.loop import LoopSettings, make_accelerator, seed_everything
+from tether.train.loop import LoopSettings, ProgressBar, make_accelerator, seed_everything
 from tether.train.outputs import check_output, save_final_model
-from tether.train.recipe import has_fresh_adapters, load_trainable_model, open_output
+from tether.train.recipe import has_fresh_adapters, load_trainable_model, open_output, prepare_for_training
 from tether.train.rl.algorithms import ALGORITHMS, Algorithm, compute_advantages, token_kl, valid_mask
 from tether.train.rl.prompts import RLPrompt, read_prompts
 from tether.train.rl.rollout import Rollout, response_logprobs, response_values, sequence_batch
@@ -94,7 +94,6 @@ class OnlineRL:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
 
     def _load_value_model(self) -> Any:
-        from tether.models.lora import apply_lora
         from tether.models.reward import load_scalar_model
 
         config = self.config
@@ -105,11 +104,7 @@ class OnlineRL:
             trust_remote_code=config.trust_remote_code,
             trainable_adapter=True,
         )
-        if config.gradient_checkpointing:
-            value.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if config.lora and not hasattr(value, "peft_config"):
-            value = apply_lora(value, r=config.lora_r, alpha=config.lora_alpha, task_type="SEQ_CLS")
-        return value
+        return prepare_for_training(value, config, task_type="SEQ_CLS")
 
     @property
     def unwrapped_policy(self) -> Any:
@@ -299,7 +294,8 @@ class OnlineRL:
         if self.eval_prompts and self.state.step == 0:
             self._log(metrics_path, {"step": 0, **self.measure()})
         stopped = None
-        with _Progress(config.steps, self.state.step, config.progress and self.accelerator.is_main_process) as bar:
+        progress = config.progress and self.accelerator.is_main_process
+        with ProgressBar(config.steps, self.state.step, progress, label="rl", info=_summary) as bar:
             while self.state.step < config.steps:
                 record = self.train_step()
                 self.state.step += 1
@@ -442,36 +438,10 @@ class OnlineRL:
         return target
 
 
+def _summary(record: dict[str, float]) -> str:
+    return f"reward {record['reward']:.3f}  kl {record['kl']:.3f}  {record['samples_per_s']:.2f} samples/s"
+
+
 def run_online_rl(config: Any, *, console: Any = None) -> Path:
     """Train with PPO, RLOO or GRPO (by the config's command); returns out/model."""
     return OnlineRL(config, console=console).run()
-
-
-class _Progress:
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.total, self.start, self.enabled = total, start, enabled
-        self.progress = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]rl"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("rl", total=self.total, completed=self.start, info="")
-        return self
-
-    def advance(self, record: dict[str, float]) -> None:
-        if self.progress is not None:
-            info = f"reward {record['reward']:.3f}  kl {record['kl']:.3f}  {record['samples_per_s']:.2f} samples/s"
-            self.progress.update(self.task, advance=1, info=info)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
