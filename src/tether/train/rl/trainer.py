@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from tether.errors import TetherError, TrainingDiverged
+from tether.evals.stats import bootstrap_mean
 from tether.generation.engine import GenerationEngine, SamplingParams
 from tether.losses.kl import KL_ESTIMATORS, AdaptiveKLController, kl_k1
 from tether.losses.ppo import clipped_policy_loss, clipped_value_loss, masked_mean
@@ -269,13 +270,17 @@ class OnlineRL:
     # -- held-out measurement ---------------------------------------------------------------------------
     @torch.no_grad()
     def measure(self) -> dict[str, float]:
-        """Mean reward, KL to the reference (k1 per response) and length on the held-out prompts."""
+        """Mean reward (with its 95% bootstrap interval), KL to the reference (k1 per response) and length
+        on the held-out prompts."""
         rollout, _ = self.sample(self.eval_prompts, 1, seed=self.config.seed + 7919)
         self.score_tokens(rollout, with_values=False)
         scored = ~torch.isnan(rollout.scores)
         kl = (kl_k1(rollout.logps, rollout.ref_logps) * rollout.mask).sum(1)
+        interval = bootstrap_mean(rollout.scores[scored].tolist())
         return {
-            "eval/reward": float(rollout.scores[scored].mean()) if scored.any() else math.nan,
+            "eval/reward": interval.value,
+            "eval/reward_low": interval.low,
+            "eval/reward_high": interval.high,
             "eval/kl": float(kl.mean()),
             "eval/response_length": float(rollout.mask.sum(1).mean()),
             "eval/unscored": float((~scored).sum()),
