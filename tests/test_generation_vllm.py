@@ -38,6 +38,7 @@ class FakeSamplingParams:
     top_p: float
     seed: int | None
     stop: list[str] | None
+    top_k: int = -1
 
 
 @dataclass

@@ -276,3 +276,80 @@ def test_hh_rlhf_prompts_are_the_conversation_before_the_answer(tmp_path):
     (prompt,) = read_prompts(str(hh), "hh-rlhf")
     assert [m.role for m in prompt.messages] == ["user", "assistant", "user"] and prompt.text == "how?"
     assert math.isfinite(len(prompt.messages))
+
+
+def test_vllm_rollouts_get_the_merged_policy_weights_after_each_update(
+    tmp_path, peaky_model_dir, rl_files, monkeypatch
+):
+    """A fake colocated vLLM: rollouts come from it, and after each update it receives every policy weight
+    under its Hugging Face name, with the LoRA update merged in (and the adapters unmerged again)."""
+    import sys
+    import types
+
+    from safetensors.torch import load_file
+
+    from tests.test_generation_vllm import FakeLLM, FakeSamplingParams
+    from tether.generation import factory
+    from tether.train.rl.trainer import OnlineRL
+
+    loads: list[dict[str, torch.Tensor]] = []
+
+    class FakeModel:
+        def load_weights(self, weights):
+            loads[-1].update({name: tensor.clone() for name, tensor in weights})
+
+    class ColocatedLLM(FakeLLM):
+        resets = 0
+        llm_engine = types.SimpleNamespace(
+            model_executor=types.SimpleNamespace(
+                driver_worker=types.SimpleNamespace(model_runner=types.SimpleNamespace(model=FakeModel()))
+            )
+        )
+
+        def reset_prefix_cache(self):
+            self.resets += 1
+
+    module = types.ModuleType("vllm")
+    module.instances = []
+
+    served = iter(range(10**6))
+
+    def reply(ids: list[int]) -> list[int]:
+        """One to three tokens then EOS, in turn, so that samples of a prompt differ in reward."""
+        return [28] * (1 + next(served) % 3) + [2]
+
+    def make_llm(**kwargs):
+        llm = ColocatedLLM(kwargs, reply=reply)
+        module.instances.append(llm)
+        return llm
+
+    module.LLM = make_llm
+    module.SamplingParams = FakeSamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setattr(factory, "vllm_problem", lambda path: None)
+
+    config = _config(
+        RLOOConfig, tmp_path / "vllm", peaky_model_dir, rl_files, lora=True, steps=3, lr=1e-2,
+        generation_backend="vllm", eval_prompts=None,
+    )  # fmt: skip
+    run = OnlineRL(config)
+    original = run.sample
+
+    def sample(*args, **kwargs):
+        loads.append({})
+        return original(*args, **kwargs)
+
+    run.sample = sample
+    run.run()
+    (llm,) = module.instances
+    assert llm.kwargs["model"] == str(peaky_model_dir) and llm.kwargs["gpu_memory_utilization"] == 0.3
+    assert len(llm.calls) == 3 and all(p.top_k == -1 for c in llm.calls for p in c["params"])
+    assert loads[0] == {} and llm.resets == 2  # step 1 samples the starting weights; steps 2 and 3 sync first
+    expected = set(load_file(str(peaky_model_dir / "model.safetensors")))
+    assert set(loads[1]) == expected and set(loads[2]) == expected
+    base = load_file(str(peaky_model_dir / "model.safetensors"))
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(loads[1][q], base[q]) and not torch.equal(loads[2][q], loads[1][q])
+    assert not any(module.merged for module in run.unwrapped_policy.modules() if hasattr(module, "merged"))
+    rows = [json.loads(line) for line in (tmp_path / "vllm" / "rollouts.jsonl").read_text().splitlines()]
+    assert {r["truncated"] for r in rows} == {False}

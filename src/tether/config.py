@@ -436,8 +436,11 @@ class RLTrainOptions(Options):
     """Recompute each layer's activations in the backward pass: far less memory, about a third more compute."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     """Autocast matrix products in the updates and scoring passes to bf16/fp16 (weights stay fp32)."""
-    generation_backend: Literal["hf"] = "hf"
-    """Rollout generation engine (Hugging Face generate; the policy changes every step)."""
+    generation_backend: Literal["auto", "hf", "vllm"] = "auto"
+    """Rollout engine: vLLM when installed on a CUDA machine ('auto'; the policy's weights are loaded into
+    it in place after every update), else Hugging Face generate."""
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, lt=1)
+    """Share of GPU memory vLLM may take for weights and KV cache (training needs the rest)."""
 
 
 class PPOOptions(Options):

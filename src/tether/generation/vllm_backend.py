@@ -14,7 +14,8 @@ machines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,25 @@ class VLLMEngine:
 
     def generate_ids(self, prompts: Sequence[str | Sequence[Message]], params: SamplingParams) -> list[list[int]]:
         """Generated token ids per prompt, in order, ending at the first EOS."""
-        requests = [{"prompt_token_ids": self.prompt_ids(p)} for p in prompts]
+        return self.generate_from_ids([self.prompt_ids(p) for p in prompts], params)
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
+        """Replace the served weights in place (online RL: the policy changes every step).
+
+        ``named_tensors`` use the Hugging Face checkpoint names (vLLM's own loader maps them, fusing q/k/v
+        and gate/up). This reaches the model through the in-process engine
+        (``llm.llm_engine.model_executor.driver_worker.model_runner.model``), the route TRL's colocated
+        mode takes; it needs ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, which :func:`in_process_vllm_env` sets.
+        The prefix cache is reset afterwards, as cached keys and values belong to the old weights.
+        """
+        model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        for name, tensor in named_tensors:
+            model.load_weights([(name, tensor)])
+        self.llm.reset_prefix_cache()
+
+    def generate_from_ids(self, encoded: Sequence[list[int]], params: SamplingParams) -> list[list[int]]:
+        """:meth:`generate_ids` for prompts already templated and tokenized."""
+        requests = [{"prompt_token_ids": list(ids)} for ids in encoded]
         sampling = [self._sampling_params(params, i) for i in range(len(requests))]
         outputs = self.llm.generate(requests, sampling, use_tqdm=self.progress)  # in the order of `requests`
         eos = self.tokenizer.eos_token_id
@@ -78,8 +97,14 @@ class VLLMEngine:
             temperature=params.temperature if sample else 0.0,
             top_p=params.top_p if sample else 1.0,
             seed=params.seed + index if sample else None,
+            top_k=params.top_k if sample and params.top_k else -1,
             stop=list(params.stop) or None,
         )
+
+
+def in_process_vllm_env() -> None:
+    """Keep vLLM's engine in this process so that :meth:`VLLMEngine.load_weights` can reach the model."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
 def _tokenizer_folder(tokenizer: Any) -> str | None:

@@ -5,7 +5,9 @@ its own share), sample responses with the policy (the shared generation engine),
 composed reward, compute the old policy's and the reference's per-token log-probs (and values for PPO) in
 no-gradient passes, form advantages (:mod:`tether.train.rl.algorithms`), then run ``epochs_per_step``
 passes of minibatch updates with the clipped objective. With LoRA the reference is the policy with its
-adapters disabled (one model in memory); otherwise a frozen copy.
+adapters disabled (one model in memory); otherwise a frozen copy. On a CUDA machine with vLLM installed
+the rollouts come from a colocated vLLM engine, into which the policy's weights (LoRA merged) are loaded
+in place before each rollout; elsewhere from Hugging Face ``generate``.
 
 Monitors logged every step to ``metrics.jsonl`` (and plotted in ``report.html``): reward, KL to the
 reference (mean per response, k1 estimate), the KL coefficient, response length, entropy, share of
@@ -66,6 +68,8 @@ class OnlineRL:
         seed_everything(config.seed)
         self.tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
         self._load_models()
+        self.vllm = self._vllm_engine()
+        self._weights_step = 0  # the step whose weights vLLM serves
         self.reward = CompositeReward(build_components(config.reward, dtype=config.dtype))
         open_output(config, self.accelerator)
         self.kl = AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
@@ -107,6 +111,38 @@ class OnlineRL:
         )
         return prepare_for_training(value, config, task_type="SEQ_CLS")
 
+    def _vllm_engine(self) -> Any:
+        """A colocated vLLM engine serving the starting policy, or None for Hugging Face generate."""
+        from tether.generation.factory import vllm_problem
+        from tether.models.loading import resolve
+
+        config = self.config
+        if config.generation_backend == "hf":
+            return None
+        path = resolve(config.model)
+        problem = vllm_problem(path)
+        if problem is not None:
+            if config.generation_backend == "vllm":
+                raise TetherError(f"cannot generate rollouts with vLLM: {problem}; or --generation-backend hf")
+            return None
+        from tether.generation.vllm_backend import VLLMEngine, in_process_vllm_env
+
+        in_process_vllm_env()
+        return VLLMEngine(
+            path,
+            self.tokenizer,
+            batch_size=config.rollout_batch_size,
+            seed=config.seed,
+            gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        )
+
+    def _sync_vllm(self) -> None:
+        """Load the current policy weights into vLLM (LoRA merged in for the copy, then unmerged)."""
+        if self.vllm is None or self._weights_step == self.state.step:
+            return
+        self.vllm.load_weights(policy_weights(self.unwrapped_policy))
+        self._weights_step = self.state.step
+
     @property
     def unwrapped_policy(self) -> Any:
         return self.accelerator.unwrap_model(self.policy)
@@ -144,6 +180,9 @@ class OnlineRL:
         params = SamplingParams(
             max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=0, seed=seed
         )
+        if self.vllm is not None:
+            self._sync_vllm()
+            engine = self.vllm
         response_ids = engine.generate_from_ids(prompt_ids, params)
         eos = self.tokenizer.eos_token_id
         truncated = torch.tensor([not r or r[-1] != eos for r in response_ids])
@@ -441,6 +480,25 @@ class OnlineRL:
             write_rl_report(out, title=f"tether {type(self.config).command}: {out}")
         self.accelerator.wait_for_everyone()
         return target
+
+
+@torch.no_grad()
+def policy_weights(policy: Any):
+    """(Hugging Face checkpoint name, tensor) of every policy weight; a peft model yields its merged weights
+    (the adapters are merged for the walk and unmerged after it)."""
+    from tether.models.lora import is_peft
+
+    if not is_peft(policy):
+        yield from ((name, param.data) for name, param in policy.named_parameters())
+        return
+    policy.merge_adapter()
+    try:
+        for name, param in policy.named_parameters():
+            if "lora_" in name:
+                continue
+            yield name.removeprefix("base_model.model.").replace(".base_layer", ""), param.data
+    finally:
+        policy.unmerge_adapter()
 
 
 def _summary(record: dict[str, float]) -> str:
