@@ -60,7 +60,9 @@ class RewardModelScorer:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, spec: str, *, dtype: str = "float32", trust_remote_code: bool = False, **kwargs: Any):
+    def load(
+        cls, spec: str, *, dtype: str = "float32", trust_remote_code: bool = False, device: Any = None, **kwargs: Any
+    ):
         from tether.models.loading import load_tokenizer
         from tether.models.reward import load_scalar_model
 
@@ -68,6 +70,8 @@ class RewardModelScorer:
         model = load_scalar_model(
             spec, pad_token_id=tokenizer.pad_token_id, dtype=dtype, trust_remote_code=trust_remote_code
         )
+        if device is not None:
+            model.to(device)
         return cls(model.eval(), tokenizer, **kwargs)
 
     def encode(self, prompt: str | list[Message], response: str) -> list[int]:

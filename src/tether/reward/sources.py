@@ -136,7 +136,7 @@ _BUILDERS = {"rm": _reward_model, "judge": _judge, "py": _python}
 
 
 def build_components(specs: Sequence[str], **options: Any) -> list[RewardComponent]:
-    """Load each component once (``options``: ``dtype`` for reward models, ``judge`` to inject one)."""
+    """Load each component once (``options``: ``dtype`` and ``device`` for reward models, ``judge`` to inject one)."""
     components = []
     for spec in specs:
         tag, weight, kind, arg = parse_reward_spec(spec)

@@ -70,7 +70,9 @@ class OnlineRL:
         self._load_models()
         self.vllm = self._vllm_engine()
         self._weights_step = 0  # the step whose weights vLLM serves
-        self.reward = CompositeReward(build_components(config.reward, dtype=config.dtype))
+        self.reward = CompositeReward(
+            build_components(config.reward, dtype=config.dtype, device=self.accelerator.device)
+        )
         open_output(config, self.accelerator)
         self.kl = AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
         self.state = LoopState(world_size=self.accelerator.num_processes, grad_accum=1)
