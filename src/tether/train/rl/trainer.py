@@ -42,6 +42,7 @@ from tether.train.recipe import has_fresh_adapters, load_trainable_model, open_o
 from tether.train.rl.algorithms import ALGORITHMS, Algorithm, compute_advantages, token_kl, valid_mask
 from tether.train.rl.prompts import RLPrompt, read_prompts
 from tether.train.rl.rollout import Rollout, response_logprobs, response_values, sequence_batch
+from tether.train.rl.vllm_rollouts import policy_weights, rollout_vllm_engine
 
 
 def _to(batch: dict[str, torch.Tensor], device: Any) -> dict[str, torch.Tensor]:
@@ -68,7 +69,7 @@ class OnlineRL:
         seed_everything(config.seed)
         self.tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
         self._load_models()
-        self.vllm = self._vllm_engine()
+        self.vllm = rollout_vllm_engine(config, self.tokenizer)
         self._weights_step = 0  # the step whose weights vLLM serves
         self.reward = CompositeReward(
             build_components(config.reward, dtype=config.dtype, device=self.accelerator.device)
@@ -112,31 +113,6 @@ class OnlineRL:
             trainable_adapter=True,
         )
         return prepare_for_training(value, config, task_type="SEQ_CLS")
-
-    def _vllm_engine(self) -> Any:
-        """A colocated vLLM engine serving the starting policy, or None for Hugging Face generate."""
-        from tether.generation.factory import vllm_problem
-        from tether.models.loading import resolve
-
-        config = self.config
-        if config.generation_backend == "hf":
-            return None
-        path = resolve(config.model)
-        problem = vllm_problem(path)
-        if problem is not None:
-            if config.generation_backend == "vllm":
-                raise TetherError(f"cannot generate rollouts with vLLM: {problem}; or --generation-backend hf")
-            return None
-        from tether.generation.vllm_backend import VLLMEngine, in_process_vllm_env
-
-        in_process_vllm_env()
-        return VLLMEngine(
-            path,
-            self.tokenizer,
-            batch_size=config.rollout_batch_size,
-            seed=config.seed,
-            gpu_memory_utilization=config.vllm_gpu_memory_utilization,
-        )
 
     def _sync_vllm(self) -> None:
         """Load the current policy weights into vLLM (LoRA merged in for the copy, then unmerged)."""
@@ -482,25 +458,6 @@ class OnlineRL:
             write_rl_report(out, title=f"tether {type(self.config).command}: {out}")
         self.accelerator.wait_for_everyone()
         return target
-
-
-@torch.no_grad()
-def policy_weights(policy: Any):
-    """(Hugging Face checkpoint name, tensor) of every policy weight; a peft model yields its merged weights
-    (the adapters are merged for the walk and unmerged after it)."""
-    from tether.models.lora import is_peft
-
-    if not is_peft(policy):
-        yield from ((name, param.data) for name, param in policy.named_parameters())
-        return
-    policy.merge_adapter()
-    try:
-        for name, param in policy.named_parameters():
-            if "lora_" in name:
-                continue
-            yield name.removeprefix("base_model.model.").replace(".base_layer", ""), param.data
-    finally:
-        policy.unmerge_adapter()
 
 
 def _summary(record: dict[str, float]) -> str:
