@@ -7,6 +7,7 @@ you can trust"); these helpers keep that part identical across scripts.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import shlex
@@ -141,6 +142,55 @@ def run_child(argv: Sequence[str], log: Path, env: dict[str, str] | None = None)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen so it does not wait again
     # Linux reports ru_maxrss in KiB.
     return ChildResult(proc.returncode, usage.ru_maxrss * 1024, time.perf_counter() - started, log)
+
+
+def run_spec(script: str, work: Path, name: str, spec: dict, env: dict[str, str] | None = None) -> dict:
+    """Run ``script --child SPEC`` for one engine: write ``work/NAME.spec.json``, run it in a fresh process,
+    stop the benchmark with the log's tail if it fails, and return the child's result JSON
+    (``spec["result"]``) with ``wall_s`` and ``peak_rss_gib`` added."""
+    spec_file = work / f"{name}.spec.json"
+    spec_file.write_text(json.dumps(spec))
+    print(f"running {name} ...", flush=True)
+    child = run_child(
+        [sys.executable, str(Path(script).resolve()), "--child", str(spec_file)], work / f"{name}.log", env
+    )
+    if child.returncode != 0:
+        sys.exit(f"{name} failed (exit {child.returncode}); last lines of its log:\n{child.tail()}")
+    run = json.loads(Path(spec["result"]).read_text())
+    run.update(wall_s=child.wall_s, peak_rss_gib=child.max_rss_bytes / 2**30)
+    return run
+
+
+def write_child_result(spec: dict, result: dict) -> None:
+    """What a child does last: record its torch thread count and write its result where the spec says."""
+    import torch
+
+    result["threads"] = torch.get_num_threads()
+    Path(spec["result"]).write_text(json.dumps(result))
+
+
+def step_timer(log_key: str | None = None):
+    """A ``transformers.TrainerCallback`` timing each optimizer step (``.times``, seconds) and keeping the
+    logged dicts that contain ``log_key`` (``.logs``)."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.logs: list[dict] = []
+            self.started = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self.started)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if log_key is not None and logs and log_key in logs:
+                self.logs.append(dict(logs))
+
+    return StepTimer()
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -100,7 +100,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import command_line, machine_info, machine_lines, markdown_table, matmul_peak, run_child, trust_notes
+from common import (
+    command_line,
+    machine_info,
+    machine_lines,
+    markdown_table,
+    matmul_peak,
+    run_spec,
+    step_timer,
+    trust_notes,
+    write_child_result,
+)
 from sft_throughput import HH_RLHF, model_flops, model_shape, require_data
 
 
@@ -217,13 +227,9 @@ def batch_stats(input_ids, attention_mask, label_mask) -> dict[str, Any]:
 
 # -- children: one process per engine ------------------------------------------------------------------------
 def child_main(spec_path: Path) -> None:
-    import torch
-
     spec = json.loads(spec_path.read_text())
     engine = Engine(**spec["engine"])
-    result = run_tether(spec, engine) if engine.peer == "tether" else run_trl(spec, engine)
-    result["threads"] = torch.get_num_threads()
-    Path(spec["result"]).write_text(json.dumps(result))
+    write_child_result(spec, run_tether(spec, engine) if engine.peer == "tether" else run_trl(spec, engine))
 
 
 def run_tether(spec: dict[str, Any], engine: Engine) -> dict[str, Any]:
@@ -321,7 +327,7 @@ def run_trl(spec: dict[str, Any], engine: Engine) -> dict[str, Any]:
     import torch
     import trl
     from datasets import Dataset
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
 
     s = spec["settings"]
     rows = [json.loads(line) for line in Path(spec["data"]).read_text().splitlines()]
@@ -374,23 +380,7 @@ def run_trl(spec: dict[str, Any], engine: Engine) -> dict[str, Any]:
 
     trl.DPOTrainer._precompute_ref_logps = timed_precompute
 
-    class Recorder(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-            self.grad_norms: list[float] = []
-            self.started = 0.0
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self.started)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "grad_norm" in logs:
-                self.grad_norms.append(float(logs["grad_norm"]))
-
-    recorder = Recorder()
+    recorder = step_timer("grad_norm")
     trainer = trl.DPOTrainer(
         model=spec["model_dir"], args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[recorder]
     )
@@ -431,14 +421,16 @@ def run_trl(spec: dict[str, Any], engine: Engine) -> dict[str, Any]:
     trainer.train()
     trainer.save_model(str(Path(spec["out"]) / "model"))
     n = len(recorder.times)
-    if not (len(collated) == len(losses) == n) or len(recorder.grad_norms) < n:
+    if not (len(collated) == len(losses) == n) or len(recorder.logs) < n:
         raise SystemExit(
             f"TRL recorded {len(collated)} batches, {len(losses)} losses, {n} step times, "
-            f"{len(recorder.grad_norms)} grad norms"
+            f"{len(recorder.logs)} grad norms"
         )
     steps = [
         {**c, **loss, "time_s": t, "grad_norm": g}
-        for c, loss, t, g in zip(collated, losses, recorder.times, recorder.grad_norms, strict=False)
+        for c, loss, t, g in zip(
+            collated, losses, recorder.times, [float(log["grad_norm"]) for log in recorder.logs], strict=False
+        )
     ]
     return {
         "steps": steps,
@@ -557,19 +549,9 @@ def main(argv: list[str] | None = None) -> None:
                 "out": str(work / name),
                 "result": str(work / f"{name}.json"),
             }
-            (work / f"{name}.spec.json").write_text(json.dumps(spec))
             cache = work / f"{name}-reference-cache"  # empty: the reference pass is part of the run
-            print(f"running {name} ...", flush=True)
-            child = run_child(
-                [sys.executable, str(Path(__file__).resolve()), "--child", str(work / f"{name}.spec.json")],
-                work / f"{name}.log",
-                env={"TETHER_REFERENCE_CACHE": str(cache)},
-            )
-            if child.returncode != 0:
-                sys.exit(f"{name} failed (exit {child.returncode}); last lines of its log:\n{child.tail()}")
-            run = json.loads((work / f"{name}.json").read_text())
-            run.update(dataclasses.asdict(engine), engine=name, wall_s=child.wall_s)
-            run["peak_rss_gib"] = child.max_rss_bytes / 2**30
+            run = run_spec(__file__, work, name, spec, env={"TETHER_REFERENCE_CACHE": str(cache)})
+            run.update(dataclasses.asdict(engine), engine=name)
             run["summary"] = summarize(run, shape)
             runs.append(run)
             s = run["summary"]
@@ -577,7 +559,7 @@ def main(argv: list[str] | None = None) -> None:
             reference = f", reference pass {run['reference_s']:.1f} s" if run["reference_s"] is not None else ""
             print(
                 f"  {_rate(s['tokens_per_s'])} tokens/s, measured steps {min(times):.2f}-{max(times):.2f} s"
-                f"{reference}, peak RSS {run['peak_rss_gib']:.2f} GiB, {child.wall_s:.0f} s in all"
+                f"{reference}, peak RSS {run['peak_rss_gib']:.2f} GiB, {run['wall_s']:.0f} s in all"
             )
             if "command" in run:
                 print(f"  same run from the CLI: {run['command']}")

@@ -118,8 +118,10 @@ from common import (
     machine_lines,
     markdown_table,
     matmul_peak,
-    run_child,
+    run_spec,
+    step_timer,
     trust_notes,
+    write_child_result,
 )
 
 INSTRUCTIONS = SHARED_DATA / "instructions" / "harmless_train.json"
@@ -200,13 +202,9 @@ def tether_order(count: int, seed: int) -> list[int]:
 
 # -- children: one process per engine ------------------------------------------------------------------------
 def child_main(spec_path: Path) -> None:
-    import torch
-
     spec = json.loads(spec_path.read_text())
     engine = Engine(**spec["engine"])
-    result = run_tether(spec, engine) if engine.peer == "tether" else run_trl(spec, engine)
-    result["threads"] = torch.get_num_threads()
-    Path(spec["result"]).write_text(json.dumps(result))
+    write_child_result(spec, run_tether(spec, engine) if engine.peer == "tether" else run_trl(spec, engine))
 
 
 def tether_argv(spec: dict[str, Any], engine: Engine) -> list[str]:
@@ -323,7 +321,7 @@ def run_trl(spec: dict[str, Any], engine: Engine) -> dict[str, Any]:
     import torch
     import trl
     from datasets import Dataset
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
 
     s = spec["settings"]
     texts = [json.loads(line)["prompt"] for line in Path(spec["prompts"]).read_text().splitlines() if line.strip()]
@@ -388,23 +386,7 @@ def run_trl(spec: dict[str, Any], engine: Engine) -> dict[str, Any]:
             r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
         )
 
-    class Recorder(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-            self.logs: list[dict[str, Any]] = []
-            self.started = 0.0
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self.started)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "reward" in logs:
-                self.logs.append(dict(logs))
-
-    recorder = Recorder()
+    recorder = step_timer("reward")
     trainer = trl.RLOOTrainer(
         model=spec["model_dir"],
         reward_funcs=length_reward,
@@ -650,24 +632,15 @@ def main(argv: list[str] | None = None) -> None:
                 "out": str(work / engine.name),
                 "result": str(work / f"{engine.name}.json"),
             }
-            (work / f"{engine.name}.spec.json").write_text(json.dumps(spec))
-            print(f"running {engine.name} ...", flush=True)
-            child = run_child(
-                [sys.executable, str(Path(__file__).resolve()), "--child", str(work / f"{engine.name}.spec.json")],
-                work / f"{engine.name}.log",
-            )
-            if child.returncode != 0:
-                sys.exit(f"{engine.name} failed (exit {child.returncode}); last lines of its log:\n{child.tail()}")
-            run = json.loads((work / f"{engine.name}.json").read_text())
-            run.update(dataclasses.asdict(engine), engine=engine.name, wall_s=child.wall_s)
-            run["peak_rss_gib"] = child.max_rss_bytes / 2**30
+            run = run_spec(__file__, work, engine.name, spec)
+            run.update(dataclasses.asdict(engine), engine=engine.name)
             run["summary"] = summarize(run, samples_per_step)
             runs.append(run)
             s = run["summary"]
             times = s["step_s"][1:] or s["step_s"]
             print(
                 f"  {_rate(s['samples_per_s'])} samples/s, measured steps {min(times):.1f}-{max(times):.1f} s, "
-                f"peak RSS {run['peak_rss_gib']:.2f} GiB, {child.wall_s:.0f} s in all"
+                f"peak RSS {run['peak_rss_gib']:.2f} GiB, {run['wall_s']:.0f} s in all"
             )
             if "command" in run:
                 print(f"  same run from the CLI: {run['command']}")

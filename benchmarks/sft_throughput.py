@@ -93,7 +93,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +103,10 @@ from common import (
     machine_lines,
     markdown_table,
     matmul_peak,
-    run_child,
+    run_spec,
+    step_timer,
     trust_notes,
+    write_child_result,
 )
 
 HH_RLHF = SHARED_DATA / "hh-rlhf" / "harmless-base-test.shared.jsonl"
@@ -232,12 +233,8 @@ def batch_stats(batch: dict[str, Any]) -> dict[str, int]:
 
 # -- children: one process per (engine, mode) --------------------------------------------------------------
 def child_main(spec_path: Path) -> None:
-    import torch
-
     spec = json.loads(spec_path.read_text())
-    result = run_tether(spec) if spec["engine"] == "tether" else run_trl(spec)
-    result["threads"] = torch.get_num_threads()
-    Path(spec["result"]).write_text(json.dumps(result))
+    write_child_result(spec, run_tether(spec) if spec["engine"] == "tether" else run_trl(spec))
 
 
 def run_tether(spec: dict[str, Any]) -> dict[str, Any]:
@@ -301,7 +298,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     import trl
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     conversations = [json.loads(line)["messages"] for line in Path(spec["data"]).read_text().splitlines()]
     conversations = [conversations[i] for i in spec["order"]]  # tether's batch plan, read sequentially
@@ -378,19 +375,8 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
             task_type="CAUSAL_LM",
         )
 
-    class StepTimer(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-            self.started = 0.0
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self.started)
-
     model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32, attn_implementation="sdpa")
-    timer = StepTimer()
+    timer = step_timer()
     trainer = trl.SFTTrainer(
         model=model,
         args=args,
@@ -547,23 +533,15 @@ def main(argv: list[str] | None = None) -> None:
                     },
                     "train": {k: defaults[k] for k in ("lr", "scheduler", "weight_decay", "max_grad_norm")},
                 }
-                (work / f"{name}.spec.json").write_text(json.dumps(spec))
-                print(f"running {name} ...", flush=True)
-                child = run_child(
-                    [sys.executable, str(Path(__file__).resolve()), "--child", str(work / f"{name}.spec.json")],
-                    work / f"{name}.log",
-                )
-                if child.returncode != 0:
-                    sys.exit(f"{name} failed (exit {child.returncode}); last lines of its log:\n{child.tail()}")
-                run = json.loads((work / f"{name}.json").read_text())
-                run.update(engine=engine, mode=mode, peak_rss_gib=child.max_rss_bytes / 2**30, wall_s=child.wall_s)
+                run = run_spec(__file__, work, name, spec)
+                run.update(engine=engine, mode=mode)
                 run["summary"] = summarize(run, shape, data["mean_sq_per_token"])
                 runs.append(run)
                 s = run["summary"]
                 times = [x["time_s"] for x in run["steps"][1:]] or [run["steps"][0]["time_s"]]
                 print(
                     f"  {_rate(s['tokens_per_s'])} tokens/s, measured steps {min(times):.2f}-{max(times):.2f} s, "
-                    f"peak RSS {run['peak_rss_gib']:.2f} GiB, {child.wall_s:.0f} s in all"
+                    f"peak RSS {run['peak_rss_gib']:.2f} GiB, {run['wall_s']:.0f} s in all"
                 )
         peak_after = matmul_peak()
     machine["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
