@@ -142,6 +142,7 @@ def test_length_bias_is_flagged_for_a_reward_that_is_length(tmp_path):
     assert result["length_bias"]["flagged"] and result["length_bias"]["pearson_r"] == pytest.approx(1.0)
     assert result["accuracy"]["value"] == 0.5
     assert result["length_bias"]["longer_wins_accuracy"]["value"] == 0.5
+    assert result["length_bias"]["shorter_wins_accuracy"]["value"] == 0.5
     unbiased = summarize_rewards([1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0], [1, 2, 3, 4], [1, 2, 3, 4], 0.3)
     assert not unbiased["length_bias"]["flagged"]
 

@@ -241,6 +241,10 @@ def _rm_eval(config: RMEvalConfig) -> None:
         f"reward-length r = {bias['pearson_r']:.3f}"
         + (" [bold red](length bias flagged)[/]" if bias["flagged"] else "")
     )
+    console.print(
+        f"length-only baselines: longer answer wins {bias['longer_wins_accuracy']['value']:.1%}, "
+        f"shorter answer wins {bias['shorter_wins_accuracy']['value']:.1%}"
+    )
     console.print(f"[green]done[/]: {config.out / 'eval.json'}, {config.out / 'report.html'}")
 
 

@@ -32,6 +32,7 @@ import difflib
 import inspect
 import random
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -41,15 +42,16 @@ from tether.errors import ConfigError, TetherError
 # --- the registry ---------------------------------------------------------------------------------------
 
 
-class Converter:
+class Converter(ABC):
     """Base of every converter: ``convert`` one prompt; ``decode`` undoes it where ``reversible``."""
 
     name: str = ""
     description: str = ""
     reversible: bool = False
 
+    @abstractmethod
     def convert(self, text: str) -> str:
-        raise NotImplementedError
+        """The converted prompt."""
 
     def convert_batch(self, texts: Sequence[str]) -> list[str]:
         """Convert many prompts; the default converts one at a time."""
@@ -211,8 +213,9 @@ class _Encoding(Converter):
     def __init__(self, *, wrap: bool = True) -> None:
         self.wrap = wrap
 
+    @abstractmethod
     def encode(self, text: str) -> str:
-        raise NotImplementedError
+        """The bare encoding of ``text`` (without the instruction around it)."""
 
     def decode_bare(self, text: str) -> str:
         raise TetherError(f"the {self.name} converter is not reversible, so it has no decode")

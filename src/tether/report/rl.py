@@ -29,6 +29,10 @@ def _points(records: list[Record], x: str, y: str) -> list[tuple[float, float]]:
     ]
 
 
+def _mean(records: list[Record], key: str) -> float:
+    return sum(r[key] for r in records) / len(records)
+
+
 def _interval(record: Record) -> str:
     text = f"{record['eval/reward']:.3f}"
     if "eval/reward_low" in record:
@@ -46,7 +50,9 @@ def write_rl_report(out: Path, *, title: str) -> Path:
         rows += [
             ("Rollout reward, first → last step", f"{train[0]['reward']:.3f} → {train[-1]['reward']:.3f}"),
             ("KL to the reference, last step", f"{train[-1]['kl']:.3f}"),
-            ("Mean samples/s", f"{sum(r['samples_per_s'] for r in train) / len(train):.2f}"),
+            ("Mean samples/s", f"{_mean(train, 'samples_per_s'):.2f}"),
+            ("Rollout + update time, all steps", f"{sum(r['rollout_s'] + r['update_s'] for r in train) / 60:.1f} min"),
+            ("Mean per step: rollout, update", f"{_mean(train, 'rollout_s'):.1f} s, {_mean(train, 'update_s'):.1f} s"),
         ]
     if len(held_out) >= 2:
         first, last = held_out[0], held_out[-1]

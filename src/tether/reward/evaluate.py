@@ -6,8 +6,9 @@ Reported (``eval.json`` and ``report.html``):
   interval;
 - the reward distribution of chosen and rejected responses (mean, standard deviation, histogram);
 - the length-bias diagnostic: Pearson r between reward and response length in tokens over all responses,
-  flagged when |r| exceeds a threshold, next to the accuracy of the "longer response wins" baseline on the
-  same pairs (Singhal et al. 2023, "A Long Way to Go: Investigating Length Correlations in RLHF").
+  flagged when |r| exceeds a threshold, next to the accuracy of the "longer response wins" and "shorter
+  response wins" baselines on the same pairs (Singhal et al. 2023, "A Long Way to Go: Investigating Length
+  Correlations in RLHF").
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def summarize_rewards(
     rewards, lengths = chosen + rejected, chosen_len + rejected_len
     r = pearson([float(n) for n in lengths], rewards)
     longer = [1.0 if c > j else 0.5 if c == j else 0.0 for c, j in zip(chosen_len, rejected_len, strict=True)]
+    shorter = [1.0 - flag for flag in longer]
     return {
         "pairs": len(chosen),
         "accuracy": accuracy.to_dict(),
@@ -59,6 +61,7 @@ def summarize_rewards(
             "threshold": threshold,
             "flagged": bool(abs(r) > threshold) if r == r else False,
             "longer_wins_accuracy": bootstrap_mean(longer).to_dict(),
+            "shorter_wins_accuracy": bootstrap_mean(shorter).to_dict(),
         },
     }
 
@@ -141,6 +144,7 @@ def write_reward_report(out: Path, result: dict[str, Any]) -> Path:
         ),
         ("Reward-length Pearson r", f"{bias['pearson_r']:.3f}" + ("  FLAGGED" if bias["flagged"] else "")),
         ("'Longer wins' baseline accuracy", f"{bias['longer_wins_accuracy']['value']:.1%}"),
+        ("'Shorter wins' baseline accuracy", f"{bias['shorter_wins_accuracy']['value']:.1%}"),
     ]
     warning = (
         paragraph(

@@ -1,0 +1,122 @@
+"""Typed configs, one per command, composed from small option groups.
+
+Each field's docstring is its help text. The CLI flags (``--max-steps``) and the YAML keys
+(``max_steps:``) are generated from the same fields, so a config file and a command line say the same
+thing. ``tether validate CONFIG.yaml`` checks a file against these classes without loading anything.
+"""
+
+from __future__ import annotations
+
+from tether.config.evaluation import (
+    DEFAULT_ATTACKS,
+    EvalConfig,
+    EvalRescoreConfig,
+    JudgeOptions,
+    JudgeRefusalConfig,
+    RedteamConfig,
+    TargetOptions,
+)
+from tether.config.files import build_config, dump_config, load_config, read_yaml, validate_file
+from tether.config.options import DataOptions, LoraOptions, ModelOptions, Options, TrainOptions
+from tether.config.reward import RewardTrainOptions, RMEvalConfig, RMScoreConfig, RMTrainConfig
+from tether.config.rl import (
+    RL_CONFIGS,
+    GRPOConfig,
+    GRPOOptions,
+    PolicyUpdateOptions,
+    PPOConfig,
+    PPOOptions,
+    RLOOConfig,
+    RLOOOptions,
+    RLTrainOptions,
+    RolloutOptions,
+)
+from tether.config.training import (
+    PREFERENCE_CONFIGS,
+    DemoConfig,
+    DPOConfig,
+    DPOOptions,
+    KTOConfig,
+    KTOOptions,
+    ORPOConfig,
+    ORPOOptions,
+    PairOptions,
+    PreferenceOptions,
+    ReferenceOptions,
+    SFTConfig,
+    SFTOptions,
+    SimPOConfig,
+    SimPOOptions,
+)
+
+CONFIGS: dict[str, type[Options]] = {
+    cls.command: cls
+    for cls in (
+        SFTConfig,
+        DPOConfig,
+        ORPOConfig,
+        SimPOConfig,
+        KTOConfig,
+        DemoConfig,
+        EvalConfig,
+        JudgeRefusalConfig,
+        RedteamConfig,
+        EvalRescoreConfig,
+        RMTrainConfig,
+        RMEvalConfig,
+        RMScoreConfig,
+        PPOConfig,
+        RLOOConfig,
+        GRPOConfig,
+    )
+}
+
+__all__ = [
+    "CONFIGS",
+    "DEFAULT_ATTACKS",
+    "PREFERENCE_CONFIGS",
+    "RL_CONFIGS",
+    "DPOConfig",
+    "DPOOptions",
+    "DataOptions",
+    "DemoConfig",
+    "EvalConfig",
+    "EvalRescoreConfig",
+    "GRPOConfig",
+    "GRPOOptions",
+    "JudgeOptions",
+    "JudgeRefusalConfig",
+    "KTOConfig",
+    "KTOOptions",
+    "LoraOptions",
+    "ModelOptions",
+    "ORPOConfig",
+    "ORPOOptions",
+    "Options",
+    "PPOConfig",
+    "PPOOptions",
+    "PairOptions",
+    "PolicyUpdateOptions",
+    "PreferenceOptions",
+    "RLOOConfig",
+    "RLOOOptions",
+    "RLTrainOptions",
+    "RMEvalConfig",
+    "RMScoreConfig",
+    "RMTrainConfig",
+    "RedteamConfig",
+    "ReferenceOptions",
+    "RewardTrainOptions",
+    "RolloutOptions",
+    "SFTConfig",
+    "SFTOptions",
+    "SimPOConfig",
+    "SimPOOptions",
+    "TargetOptions",
+    "TrainOptions",
+    "build_config",
+    "dump_config",
+    "load_config",
+    "read_yaml",
+    "validate_file",
+]

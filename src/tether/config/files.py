@@ -1,0 +1,114 @@
+"""Config files: YAML with the line of every key, validation into a config class, and dumping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tether.config.options import Options
+from tether.errors import ConfigError
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line number (1-based) of each top-level key in a YAML mapping."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse a YAML config into a mapping plus the line of each key; errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config: {err.strerror or err}", file=path) from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise ConfigError(
+            f"invalid YAML: {getattr(err, 'problem', err)}",
+            file=path,
+            line=mark.line + 1 if mark else None,
+        ) from err
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("a config file must be a mapping of option: value", file=path, line=1)
+    return data, _key_lines(text)
+
+
+def build_config(
+    cls: type[Options],
+    values: dict[str, Any],
+    *,
+    file: str | Path | None = None,
+    lines: dict[str, int] | None = None,
+) -> Any:
+    """Validate ``values`` into ``cls``; the first problem becomes a ConfigError naming file/line/field."""
+    try:
+        return cls(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        top = str(first["loc"][0]) if first["loc"] else None
+        flag = f" (flag --{top.replace('_', '-')})" if top and file is None else ""
+        raise ConfigError(
+            first["msg"] + flag,
+            file=file,
+            line=(lines or {}).get(top) if top else None,
+            field=field,
+        ) from err
+
+
+def load_config(cls: type[Options], path: str | Path | None, overrides: dict[str, Any]) -> Any:
+    """A config from an optional YAML file, with explicitly given CLI flags taking precedence."""
+    values: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    if path is not None:
+        values, lines = read_yaml(path)
+        command = values.pop("command", cls.command)
+        if command != cls.command:
+            raise ConfigError(
+                f"this config is for `tether {command}`, not `tether {cls.command}`",
+                file=path,
+                line=lines.get("command"),
+                field="command",
+            )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides and path is not None:
+        # Errors in flag values should not point at a line of the file.
+        lines = {k: v for k, v in lines.items() if overrides.get(k) is None}
+    return build_config(cls, values, file=path, lines=lines)
+
+
+def validate_file(path: str | Path) -> Options:
+    """Check a config file (its `command:` key picks the schema) without loading any model or data."""
+    from tether.config import CONFIGS
+
+    values, lines = read_yaml(path)
+    command = values.pop("command", None)
+    if command is None:
+        raise ConfigError(f"missing 'command' (one of: {', '.join(CONFIGS)})", file=path, line=1, field="command")
+    if command not in CONFIGS:
+        raise ConfigError(
+            f"unknown command {command!r} (one of: {', '.join(CONFIGS)})",
+            file=path,
+            line=lines.get("command"),
+            field="command",
+        )
+    return build_config(CONFIGS[command], values, file=path, lines=lines)
+
+
+def dump_config(config: Options) -> str:
+    """The resolved config as YAML, loadable again with ``--config``."""
+    data = {"command": type(config).command, **config.model_dump(mode="json")}
+    return yaml.safe_dump(data, sort_keys=False)
