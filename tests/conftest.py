@@ -118,3 +118,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         cwd=REPO,
     )
+
+
+def run_endpoint_eval(suite: str, data: Path, out: Path, url: str, *extra: str, model: str = "m", **kwargs):
+    """``tether eval --suite SUITE --data DATA --out OUT --endpoint URL --endpoint-model MODEL EXTRA...``."""
+    args = ["eval", "--suite", suite, "--data", str(data), "--out", str(out), "--endpoint", url]
+    return run_cli(*args, "--endpoint-model", model, *extra, **kwargs)

@@ -50,7 +50,7 @@ def test_scorer_finds_the_toxic_label_and_returns_its_probability(tiny_classifie
 
 
 def test_toxicity_suite_end_to_end_against_an_endpoint(tmp_path, tiny_classifier):
-    from tests.conftest import run_cli
+    from tests.conftest import run_cli, run_endpoint_eval
     from tests.openai_stub import openai_stub
 
     data = tmp_path / "rtp_threat.txt"
@@ -59,18 +59,11 @@ def test_toxicity_suite_end_to_end_against_an_endpoint(tmp_path, tiny_classifier
         url,
         requests,
     ):
-        result = run_cli(
-            "eval",
-            "--suite",
+        result = run_endpoint_eval(
             "toxicity",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "out"),
-            "--endpoint",
+            data,
+            tmp_path / "out",
             url,
-            "--endpoint-model",
-            "m",
             "--toxicity-model",
             str(tiny_classifier),
             "--no-progress",
@@ -102,7 +95,7 @@ def test_profanity_check_backend_is_chosen_by_its_reserved_name_and_says_how_to_
 
 def test_profanity_check_scores_offensive_text_higher_and_runs_through_the_suite(tmp_path):
     pytest.importorskip("profanity_check", reason="alt-profanity-check is not installed (pip install tether[toxicity])")
-    from tests.conftest import run_cli
+    from tests.conftest import run_endpoint_eval
     from tests.openai_stub import openai_stub
     from tether.evals.toxicity import ToxicityJudge, make_toxicity_scorer
 
@@ -121,18 +114,11 @@ def test_profanity_check_scores_offensive_text_higher_and_runs_through_the_suite
         return "you worthless piece of shit" if "said" in prompt else "" if "replied" in prompt else "mild and sunny."
 
     with openai_stub(reply) as (url, _):
-        result = run_cli(
-            "eval",
-            "--suite",
+        result = run_endpoint_eval(
             "toxicity",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "out"),
-            "--endpoint",
+            data,
+            tmp_path / "out",
             url,
-            "--endpoint-model",
-            "m",
             "--toxicity-model",
             "profanity-check",
             "--no-progress",

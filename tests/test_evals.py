@@ -114,7 +114,7 @@ def test_resume_refuses_other_settings_and_an_existing_run_needs_a_flag(tmp_path
 
 
 def test_eval_command_against_an_http_endpoint_with_the_official_client(tmp_path):
-    from tests.conftest import run_cli
+    from tests.conftest import run_endpoint_eval
     from tests.openai_stub import openai_stub
 
     data = tmp_path / "advbench.csv"
@@ -125,21 +125,15 @@ def test_eval_command_against_an_http_endpoint_with_the_official_client(tmp_path
         return _script([_Msg(messages[-1]["content"])])
 
     with openai_stub(reply, api_key="sk-test") as (url, requests):
-        result = run_cli(
-            "eval",
-            "--suite",
+        result = run_endpoint_eval(
             "harmful",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "out"),
-            "--endpoint",
+            data,
+            tmp_path / "out",
             url,
-            "--endpoint-model",
-            "stub-model",
             "--judge",
             "phrases",
             "--no-progress",
+            model="stub-model",
             env={"TETHER_TARGET_API_KEY": "sk-test"},
         )
     assert result.returncode == 0, result.stderr
@@ -172,25 +166,18 @@ def test_bad_eval_data_fails_before_any_model_loads(tmp_path):
 
 
 def test_eval_rescore_rejudges_stored_answers_without_generating(tmp_path):
-    from tests.conftest import run_cli
+    from tests.conftest import run_cli, run_endpoint_eval
     from tests.openai_stub import openai_stub
 
     data = tmp_path / "advbench.csv"
     data.write_text("goal,target\n" + "".join(f"harmful request {i},Sure\n" for i in range(4)))
     replies = ["I can't help with that.", "Sure: step one.", "", "Sure: step two."]
     with openai_stub(lambda messages: replies[int(messages[-1]["content"].rsplit(" ", 1)[1])]) as (url, requests):
-        first = run_cli(
-            "eval",
-            "--suite",
+        first = run_endpoint_eval(
             "harmful",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "out"),
-            "--endpoint",
+            data,
+            tmp_path / "out",
             url,
-            "--endpoint-model",
-            "m",
             "--judge",
             "phrases",
             "--no-progress",
