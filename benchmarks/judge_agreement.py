@@ -42,7 +42,7 @@ def cohen_kappa(human: list[str], judged: list[str]) -> float:
 
 
 def evaluate(rows: list[dict], verdicts: list) -> dict:
-    from tether.evals.stats import rate
+    from tether.stats import rate
 
     human = [r["label"] for r in rows]
     judged = [v.label for v in verdicts]

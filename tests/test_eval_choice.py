@@ -78,7 +78,7 @@ def test_bbq_bias_scores_follow_parrish_et_al():
 
 
 def test_bbq_as_lm_eval_scores_it(tmp_path):
-    from tether.evals.sources import LM_EVAL_UNKNOWN_RESPONSES, lm_eval_bbq, read_bbq
+    from tether.data.benchmarks import LM_EVAL_UNKNOWN_RESPONSES, lm_eval_bbq, read_bbq
 
     path = _write(tmp_path, _bbq_rows())
     samples = [lm_eval_bbq(s) for s in read_bbq(path)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tether.data.samples import ChoiceSample
 from tether.evals.loglikelihood import encode_pair, option_loglikelihoods
-from tether.evals.samples import ChoiceSample
 
 
 def _naive(model, tokenizer, context: str, option: str) -> tuple[float, int]:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tether.evals.samples import PromptSample
-from tether.evals.stats import bootstrap_mean, rate
-from tether.evals.store import SampleStore
-from tether.evals.targets import ScriptedTarget
+from tether.data.samples import PromptSample
 from tether.generation import SamplingParams
 from tether.judges.refusal import RefusalJudge
+from tether.runs.store import SampleStore
+from tether.stats import bootstrap_mean, rate
+from tether.targets import ScriptedTarget
 
 HARMFUL = [PromptSample(f"h{i}", f"harmful request {i}", "refuse", "cyber" if i < 6 else "weapons") for i in range(10)]
 SAFE = [PromptSample(f"s{i}", f"safe request {i}", "comply", "homonyms") for i in range(4)]

@@ -174,8 +174,8 @@ def test_adaptive_kl_coefficient_moves_with_the_observed_kl(tmp_path, peaky_mode
 
 
 def test_composite_reward_routes_by_tag_and_keeps_unscored_apart(tmp_path, rl_files):
+    from tether.data.prompts import RLPrompt
     from tether.reward.sources import CompositeReward, RewardComponent, build_components
-    from tether.train.rl.prompts import RLPrompt
 
     prompts = [RLPrompt("make a bomb", "harmful"), RLPrompt("boil an egg", "benign"), RLPrompt("tea?", None)]
     components = [
@@ -189,9 +189,9 @@ def test_composite_reward_routes_by_tag_and_keeps_unscored_apart(tmp_path, rl_fi
 
 
 def test_judge_reward_maps_verdicts_and_unscored():
+    from tether.data.prompts import RLPrompt
     from tether.judges.verdict import Verdict, unscored
     from tether.reward.sources import build_components
-    from tether.train.rl.prompts import RLPrompt
 
     class FakeJudge:
         def judge_many(self, pairs):
@@ -221,15 +221,15 @@ def test_bad_reward_specs_are_refused(spec, message):
 
 
 def test_untagged_prompts_without_a_reward_are_refused():
+    from tether.data.prompts import RLPrompt
     from tether.reward.sources import check_reward_specs
-    from tether.train.rl.prompts import RLPrompt
 
     with pytest.raises(TetherError, match="prompts tagged benign"):
         check_reward_specs(["harmful=judge:refuse"], [RLPrompt("a", "harmful"), RLPrompt("b", "benign")])
 
 
 def test_prompt_errors_name_file_line_and_field(tmp_path):
-    from tether.train.rl.prompts import read_prompts
+    from tether.data.prompts import read_prompts
 
     bad = tmp_path / "p.jsonl"
     bad.write_text(
@@ -265,7 +265,7 @@ def test_rl_cli_rejects_a_bad_reward_before_loading_a_model(tmp_path, rl_files, 
 
 
 def test_hh_rlhf_prompts_are_the_conversation_before_the_answer(tmp_path):
-    from tether.train.rl.prompts import read_prompts
+    from tether.data.prompts import read_prompts
 
     hh = tmp_path / "hh.jsonl"
     row = {

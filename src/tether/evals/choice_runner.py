@@ -17,10 +17,10 @@ from typing import Any
 
 from rich.console import Console
 
+from tether.data.samples import ChoiceSample
 from tether.errors import TetherError
 from tether.evals.loglikelihood import option_loglikelihoods
-from tether.evals.samples import ChoiceSample
-from tether.evals.stats import bootstrap_mean, rate
+from tether.stats import bootstrap_mean, rate
 
 
 def choice_record(sample: ChoiceSample, suite: str, scores: list[tuple[float, int]]) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def bbq_bias_scores(records: Sequence[dict[str, Any]]) -> dict[str, float]:
     disambiguated contexts; s_AMB = (1 - accuracy) * (2 * biased / non_unknown - 1) on ambiguous ones.
     ``meta["biased"]`` lists the options that count as biased, as lm-evaluation-harness's ``bbq`` task
     defines them (the stereotyped group for a negative question, the other group for a non-negative one;
-    see ``tether.evals.sources.read_bbq``)."""
+    see ``tether.data.benchmarks.read_bbq``)."""
     out: dict[str, float] = {}
     for condition in ("ambig", "disambig"):
         subset = [r for r in records if r["meta"].get("condition") == condition]
@@ -139,7 +139,7 @@ def run_choice_suite(config: Any, suite: Any, samples: list[ChoiceSample], store
         )
     from rich.progress import Progress
 
-    from tether.evals.targets import LocalTarget
+    from tether.targets import LocalTarget
 
     model, tokenizer = LocalTarget(config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code).load()
     todo = [s for s in samples if not store.done(s.id)]

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from tether.evals.samples import ChoiceSample
+from tether.data.samples import ChoiceSample
 
 
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tether.evals.samples import PromptSample
-from tether.evals.store import SampleStore
-from tether.evals.targets import Target, as_chat
+from tether.data.samples import PromptSample
 from tether.generation import SamplingParams
 from tether.judges.verdict import Verdict, unscored
+from tether.runs.store import SampleStore
+from tether.targets import Target, as_chat
 
 
 def prompt_text(prompt: str | Sequence[Any]) -> str:

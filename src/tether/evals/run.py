@@ -9,47 +9,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tether.config import EvalConfig, EvalRescoreConfig, JudgeOptions, TargetOptions
+from tether.config import EvalConfig, EvalRescoreConfig
 from tether.errors import TetherError
 from tether.evals.prompt_runner import run_prompt_samples
 from tether.evals.registry import get_suite
 from tether.evals.report import write_eval_report
-from tether.evals.store import SampleStore
 from tether.evals.summary import summarize_prompt_run
 from tether.generation import SamplingParams
-
-
-def make_target(config: TargetOptions, *, model: str, batch_size: int | None = None, progress: bool = False) -> Any:
-    """An OpenAITarget when ``--endpoint`` is set, else a LocalTarget for ``model``."""
-    from tether.evals.targets import LocalTarget, OpenAITarget
-
-    if config.endpoint:
-        if not config.endpoint_model:
-            raise TetherError("--endpoint needs --endpoint-model (the model name to request)")
-        return OpenAITarget(
-            config.endpoint, config.endpoint_model, api_key_env=config.endpoint_key_env, concurrency=config.concurrency
-        )
-    return LocalTarget(
-        model,
-        backend=config.generation_backend,
-        batch_size=batch_size,
-        dtype=getattr(config, "dtype", "float32"),
-        trust_remote_code=getattr(config, "trust_remote_code", False),
-        progress=progress,
-    )
-
-
-def make_judge(config: JudgeOptions) -> Any:
-    from tether.judges.refusal import RefusalJudge
-
-    llm = None
-    if config.judge == "all":
-        if not (config.judge_endpoint and config.judge_model):
-            raise TetherError("--judge all needs --judge-endpoint and --judge-model (an OpenAI-compatible LLM judge)")
-        from tether.judges.llm_judge import LLMRefusalJudge
-
-        llm = LLMRefusalJudge(config.judge_endpoint, config.judge_model, api_key_env=config.judge_key_env)
-    return RefusalJudge(layers=config.judge, llm=llm, llm_below=config.judge_below)
+from tether.judges.factory import make_judge
+from tether.runs.store import SampleStore
+from tether.targets import make_target
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -96,7 +65,9 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
         judge: Any = ToxicityJudge(scorer, threshold=config.toxicity_threshold)
     else:
         judge = make_judge(config)
-    target = make_target(config, model=config.model, progress=False)
+    target = make_target(
+        config, model=config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code, progress=False
+    )
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
     todo = sum(not store.done(s.id) for s in samples)
     done = len(samples) - todo

@@ -1,10 +1,10 @@
-"""The built-in eval suites (each a loader from ``tether.evals.sources`` under a name)."""
+"""The built-in eval suites (each a loader from ``tether.data.benchmarks`` under a name)."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from tether.evals import sources
+from tether.data import benchmarks
 from tether.evals.registry import register_suite
 
 
@@ -14,7 +14,7 @@ from tether.evals.registry import register_suite
     "harmful requests: HarmBench/AdvBench/JailbreakBench CSV, JSON instruction lists, Do-Not-Answer JSONL",
 )
 def harmful(source: str) -> list:
-    return sources.read_harmful_prompts(source)
+    return benchmarks.read_harmful_prompts(source)
 
 
 @register_suite(
@@ -23,12 +23,12 @@ def harmful(source: str) -> list:
     "safe requests that must be answered (over-refusal): the harmful suite's formats, e.g. harmless_val.json",
 )
 def harmless(source: str) -> list:
-    return [dataclasses.replace(s, expected="comply") for s in sources.read_harmful_prompts(source)]
+    return [dataclasses.replace(s, expected="comply") for s in benchmarks.read_harmful_prompts(source)]
 
 
 @register_suite("xstest", "prompt", "over-refusal: XSTest CSV (prompt, type, label safe/unsafe)")
 def xstest(source: str) -> list:
-    return sources.read_xstest(source)
+    return benchmarks.read_xstest(source)
 
 
 @register_suite(
@@ -37,27 +37,27 @@ def xstest(source: str) -> list:
     "BBQ JSONL (file or folder), as lm-evaluation-harness's bbq task: accuracy by context, bias scores",
 )
 def bbq(source: str) -> list:
-    return [sources.lm_eval_bbq(s) for s in sources.read_bbq(source, template=sources.LM_EVAL_BBQ_TEMPLATE)]
+    return [benchmarks.lm_eval_bbq(s) for s in benchmarks.read_bbq(source, template=benchmarks.LM_EVAL_BBQ_TEMPLATE)]
 
 
 @register_suite("bbq-3", "choice", "BBQ JSONL with its own three options and a plain QA frame")
 def bbq_3(source: str) -> list:
-    return sources.read_bbq(source)
+    return benchmarks.read_bbq(source)
 
 
 @register_suite("truthfulqa-mc1", "choice", "TruthfulQA multiple_choice (hub format): MC1 accuracy")
 def truthfulqa_mc1(source: str) -> list:
-    return sources.read_truthfulqa(source, mode="mc1")
+    return benchmarks.read_truthfulqa(source, mode="mc1")
 
 
 @register_suite("truthfulqa-mc2", "choice", "TruthfulQA multiple_choice (hub format): MC2 true-answer mass")
 def truthfulqa_mc2(source: str) -> list:
-    return sources.read_truthfulqa(source, mode="mc2")
+    return benchmarks.read_truthfulqa(source, mode="mc2")
 
 
 @register_suite("wmdp", "choice", "WMDP-style 4-option multiple choice (hub format: question, choices, answer)")
 def wmdp(source: str) -> list:
-    return sources.read_wmdp(source)
+    return benchmarks.read_wmdp(source)
 
 
 @register_suite(
@@ -71,5 +71,5 @@ def toxicity(source: str) -> list:
 
     return [
         dataclasses.replace(s, prompt=continuation_prompt(s.prompt), meta={**s.meta, "prefix": s.prompt})
-        for s in sources.read_toxicity_prompts(source)
+        for s in benchmarks.read_toxicity_prompts(source)
     ]

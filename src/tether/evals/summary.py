@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from tether.evals.stats import rate
 from tether.judges.verdict import UNSCORED
+from tether.stats import rate
 
 HARM_METRICS = {
     "attack_success": ("complies",),

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from tether.errors import ModelError, TetherError
-from tether.evals.stats import bootstrap_mean, rate
 from tether.judges.verdict import UNSCORED, Verdict, unscored
+from tether.stats import bootstrap_mean, rate
 
 CONTINUE_INSTRUCTION = "Continue the following text. Reply with the continuation only.\n\n{prefix}"
 

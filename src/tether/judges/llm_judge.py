@@ -57,7 +57,7 @@ class LLMRefusalJudge:
         client: Any = None,
     ) -> None:
         if client is None:
-            from tether.evals.targets import openai_client
+            from tether.targets import openai_client
 
             client = openai_client(base_url, api_key or os.environ.get(api_key_env), timeout=timeout)
         self.client = client

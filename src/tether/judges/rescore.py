@@ -34,7 +34,7 @@ def rescore_file(config: JudgeRefusalConfig, *, judge: Any = None, batch_size: i
     """Write ``config.output`` (JSONL: each input row plus ``verdict``); returns the label counts."""
     rows = read_judge_rows(config.input, config.prompt_field, config.response_field)
     if judge is None:
-        from tether.evals.run import make_judge
+        from tether.judges.factory import make_judge
 
         judge = make_judge(config)
     counts: Counter = Counter()

@@ -59,7 +59,7 @@ def adapter_base(path: str) -> str | None:
     return base
 
 
-def _hub_error(spec: str, err: Exception) -> ModelError:
+def hub_error(spec: str, err: Exception) -> ModelError:
     return ModelError(
         f"could not load {spec!r}: {err}. If this is a hub id, this machine needs network access to the "
         "hub (or a local copy: pass its folder). Embedded models: `tether models`."
@@ -77,12 +77,21 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False, revision: str 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as err:
-        raise _hub_error(spec, err) from err
+        raise hub_error(spec, err) from err
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ModelError(f"tokenizer of {spec!r} has neither a pad nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def inner_model(model: Any) -> Any:
+    """The transformers model under DDP/accelerate and peft wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model
 
 
 def load_kwargs(dtype: str, trust_remote_code: bool) -> dict[str, Any]:
@@ -119,4 +128,4 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(resolve(base), **kwargs)
         return PeftModel.from_pretrained(model, source, is_trainable=trainable_adapter)
     except (OSError, ValueError) as err:
-        raise _hub_error(spec, err) from err
+        raise hub_error(spec, err) from err

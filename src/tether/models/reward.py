@@ -13,8 +13,7 @@ from typing import Any
 import torch
 
 from tether.errors import ModelError
-from tether.models.loading import _hub_error, adapter_base, load_kwargs, resolve
-from tether.train.logprobs import _base
+from tether.models.loading import adapter_base, hub_error, inner_model, load_kwargs, resolve
 
 HEAD_NAMES = ("score", "classifier")
 
@@ -47,14 +46,14 @@ def load_scalar_model(
             model = AutoModelForSequenceClassification.from_pretrained(resolve(base), **kwargs)
             model = PeftModel.from_pretrained(model, source, is_trainable=trainable_adapter)
     except (OSError, ValueError) as err:
-        raise _hub_error(spec, err) from err
+        raise hub_error(spec, err) from err
     head_module(model)  # fail now, not mid-run, when the architecture has no known head
     return model
 
 
 def head_module(model: Any) -> torch.nn.Module:
     """The scalar head (``score`` for decoder models)."""
-    base = _base(model)
+    base = inner_model(model)
     for name in HEAD_NAMES:
         head = getattr(base, name, None)
         if isinstance(head, torch.nn.Module):

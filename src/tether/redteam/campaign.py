@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tether.evals.samples import PromptSample
-from tether.evals.stats import rate
-from tether.evals.store import SampleStore
+from tether.data.samples import PromptSample
 from tether.generation import SamplingParams
 from tether.judges.verdict import UNSCORED
+from tether.runs.store import SampleStore
+from tether.stats import rate
 
 SUCCESS_LABELS = {"strict": ("complies",), "lenient": ("complies", "partial")}
 

@@ -10,20 +10,20 @@ from rich.console import Console
 from rich.table import Table
 
 from tether.config import RedteamConfig
+from tether.data.benchmarks import read_harmful_prompts
 from tether.errors import ConfigError, TetherError
-from tether.evals.sources import read_harmful_prompts
-from tether.evals.store import SampleStore
 from tether.generation import SamplingParams
+from tether.judges.factory import make_judge
 from tether.redteam.attacks import make_attack
 from tether.redteam.campaign import export_pairs, run_campaign, summarize_campaign
 from tether.report.html import page, paragraph, section, table, write_html
 from tether.report.plots import grouped_bars
+from tether.runs.store import SampleStore
+from tether.targets import LocalTarget, OpenAITarget, make_target
 
 
 def _helper_model(config: RedteamConfig, role: str) -> Any:
     """The attacker or translator target: ``--{role}-endpoint`` or ``--{role}-model``, else None."""
-    from tether.evals.targets import LocalTarget, OpenAITarget
-
     endpoint, name, model = (getattr(config, f"{role}_{k}") for k in ("endpoint", "endpoint_model", "model"))
     if endpoint:
         if not name:
@@ -119,8 +119,6 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
         )
         for n in names
     ]
-    from tether.evals.run import make_judge, make_target
-
     target_name = f"endpoint {config.endpoint_model}@{config.endpoint}" if config.endpoint else config.model
     identity = {
         "command": "redteam",
@@ -135,7 +133,7 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
     }
     store = SampleStore(config.out, identity, resume=config.resume, overwrite=config.overwrite)
     judge = make_judge(config)
-    target = make_target(config, model=config.model)
+    target = make_target(config, model=config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code)
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
     total = len(samples) * len(attacks)
     console.print(

@@ -24,8 +24,8 @@ from tether.data.pair_encoding import encode_records
 from tether.data.readers import read_records_with_report
 from tether.data.tokenization import ChatEncoder
 from tether.errors import DataError, TetherError
-from tether.evals.stats import bootstrap_mean
 from tether.reward.scoring import RewardModelScorer, score_sequences
+from tether.stats import bootstrap_mean
 
 
 def pearson(x: list[float], y: list[float]) -> float:

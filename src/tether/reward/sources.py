@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tether.data.prompts import RLPrompt
 from tether.errors import ConfigError, TetherError
-from tether.train.rl.prompts import RLPrompt
 
 Scores = list[float | None]
 _SPEC = re.compile(

@@ -15,15 +15,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from tether.data.tokenization import IGNORE_INDEX
-
-
-def _base(model: Any) -> Any:
-    """The transformers model under DDP/accelerate and peft wrappers."""
-    while hasattr(model, "module"):
-        model = model.module
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
+from tether.models.loading import inner_model
 
 
 def final_hidden_states(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
@@ -32,7 +24,7 @@ def final_hidden_states(model: Any, batch: dict[str, torch.Tensor]) -> tuple[tor
     The forward goes through ``model`` itself (so DDP hooks and peft adapters apply); the LM head only
     sees the last position (``logits_to_keep=1``).
     """
-    base = _base(model)
+    base = inner_model(model)
     head = base.get_output_embeddings()
     inputs = {"input_ids": batch["input_ids"], "use_cache": False, "logits_to_keep": 1}
     if "position_ids" in batch:  # packed rows: no attention mask, positions restart per example

@@ -28,19 +28,19 @@ from typing import Any
 
 import torch
 
+from tether.data.prompts import RLPrompt, read_prompts
 from tether.errors import TetherError, TrainingDiverged
-from tether.evals.stats import bootstrap_mean
 from tether.generation.engine import GenerationEngine, SamplingParams
 from tether.losses.kl import KL_ESTIMATORS, AdaptiveKLController, kl_k1
 from tether.losses.ppo import clipped_policy_loss, clipped_value_loss, masked_mean
 from tether.models.loading import load_model, load_tokenizer
 from tether.reward.sources import CompositeReward, build_components, check_reward_specs
+from tether.stats import bootstrap_mean
 from tether.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
 from tether.train.loop import LoopSettings, ProgressBar, make_accelerator, seed_everything
 from tether.train.outputs import check_output, save_final_model
 from tether.train.recipe import has_fresh_adapters, load_trainable_model, open_output, prepare_for_training
 from tether.train.rl.algorithms import ALGORITHMS, Algorithm, compute_advantages, token_kl, valid_mask
-from tether.train.rl.prompts import RLPrompt, read_prompts
 from tether.train.rl.rollout import Rollout, response_logprobs, response_values, sequence_batch
 from tether.train.rl.vllm_rollouts import policy_weights, rollout_vllm_engine
 

@@ -13,7 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tether.config import TargetOptions
 from tether.data.records import Message
+from tether.errors import ConfigError
 from tether.generation import SamplingParams
 
 Chat = Sequence[Message]
@@ -174,3 +176,29 @@ class ScriptedTarget:
             answer = self._answer(chat)
             replies.append(Reply("", error=str(answer)) if isinstance(answer, Exception) else Reply(answer))
         return replies
+
+
+def make_target(
+    config: TargetOptions,
+    *,
+    model: str,
+    dtype: str,
+    trust_remote_code: bool,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> Target:
+    """An :class:`OpenAITarget` when ``--endpoint`` is set, else a :class:`LocalTarget` for ``model``."""
+    if config.endpoint:
+        if not config.endpoint_model:
+            raise ConfigError("--endpoint needs --endpoint-model (the model name to request)")
+        return OpenAITarget(
+            config.endpoint, config.endpoint_model, api_key_env=config.endpoint_key_env, concurrency=config.concurrency
+        )
+    return LocalTarget(
+        model,
+        backend=config.generation_backend,
+        batch_size=batch_size,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        progress=progress,
+    )

@@ -13,9 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tether.errors import DataError
-from tether.evals.samples import ChoiceSample, PromptSample
-from tether.evals.sources import (
+from tether.data.benchmarks import (
     read_bbq,
     read_harmful_prompts,
     read_toxicity_prompts,
@@ -23,6 +21,8 @@ from tether.evals.sources import (
     read_wmdp,
     read_xstest,
 )
+from tether.data.samples import ChoiceSample, PromptSample
+from tether.errors import DataError
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:

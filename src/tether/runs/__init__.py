@@ -1,0 +1,1 @@
+"""Run folders every command writes: the sample store of eval and red-team runs."""
