@@ -61,9 +61,9 @@ def test_data_check_reports_counts(tmp_path):
 
 def test_data_check_on_shared_hh_rlhf(shared_data):
     path = shared_data / "hh-rlhf" / "harmless-base-test.shared.jsonl"
-    strict = run_cli("data", "check", str(path), "--kind", "preference", "--format", "hh-rlhf")
+    strict = run_cli("data", "check", str(path), "--kind", "preference", "--data-format", "hh-rlhf")
     assert strict.returncode == 2 and f"{path}:44: field 'chosen[0].content'" in strict.stderr
-    lenient = run_cli("data", "check", str(path), "--kind", "preference", "--format", "hh-rlhf", "--skip-invalid")
+    lenient = run_cli("data", "check", str(path), "--kind", "preference", "--data-format", "hh-rlhf", "--skip-invalid")
     assert lenient.returncode == 0, lenient.stderr
     assert "1149 valid preference records" in lenient.stdout and "7 skipped" in lenient.stdout
 

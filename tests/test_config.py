@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli
+from tether.cli import config_classes
 from tether.config import SFTConfig, dump_config, load_config, validate_file
 from tether.errors import ConfigError
 
@@ -44,7 +45,7 @@ def test_flags_override_yaml_and_resolved_config_round_trips(tmp_path):
 def test_validate_names_file_line_and_field(tmp_path, text, line, field, message):
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
-        validate_file(path)
+        validate_file(path, config_classes())
     assert err.value.file == str(path)
     assert err.value.line == line
     assert err.value.field == field
@@ -55,7 +56,7 @@ def test_every_shipped_config_validates():
     configs = sorted((REPO / "configs").glob("*.yaml"))
     assert configs, "no shipped configs found"
     for path in configs:
-        validate_file(path)
+        validate_file(path, config_classes())
 
 
 def test_validate_cli(tmp_path):

@@ -6,8 +6,9 @@ import enum
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +22,7 @@ from tether.config import (
     GRPOConfig,
     JudgeRefusalConfig,
     KTOConfig,
+    Options,
     ORPOConfig,
     PPOConfig,
     RedteamConfig,
@@ -87,7 +89,7 @@ def data_check(
     file: Annotated[str, typer.Argument(help="Data file (.jsonl/.json/.csv/.parquet) or hub:NAME.")],
     kind: Annotated[RecordKindChoice, typer.Option(help="What each row is.")] = RecordKindChoice.conversation,
     format: Annotated[
-        FormatChoice, typer.Option("--format", help="Reader; auto picks by extension.")
+        FormatChoice, typer.Option("--data-format", "--format", help="Reader; auto picks by extension.")
     ] = FormatChoice.auto,
     model: Annotated[
         str | None,
@@ -148,22 +150,11 @@ def _demo(config: DemoConfig) -> None:
     run_demo(config, console=console)
 
 
-app.command("sft", help=SFTConfig.__doc__)(config_command(SFTConfig, _sft, load=load_config))
-for _cls in (DPOConfig, ORPOConfig, SimPOConfig):
-    app.command(_cls.command, help=_cls.__doc__)(config_command(_cls, _preference, load=load_config))
-app.command("kto", help=KTOConfig.__doc__)(config_command(KTOConfig, _kto, load=load_config))
-app.command("demo", help=DemoConfig.__doc__)(config_command(DemoConfig, _demo, load=load_config))
-
-
 def _online_rl(config: PPOConfig | RLOOConfig | GRPOConfig) -> None:
     from tether.train.rl.trainer import run_online_rl
 
     target = run_online_rl(config, console=console)
     console.print(f"[green]done[/]: policy in {target}, monitors in {config.out / 'report.html'}")
-
-
-for _cls in (PPOConfig, RLOOConfig, GRPOConfig):
-    app.command(_cls.command, help=_cls.__doc__)(config_command(_cls, _online_rl, load=load_config))
 
 
 def _eval(config: EvalConfig) -> None:
@@ -192,36 +183,22 @@ def _eval_rescore(config: EvalRescoreConfig) -> None:
     rescore_eval(config, console=console)
 
 
-app.command("eval", help=EvalConfig.__doc__)(config_command(EvalConfig, _eval, load=load_config))
-app.command("eval-rescore", help=EvalRescoreConfig.__doc__)(
-    config_command(EvalRescoreConfig, _eval_rescore, load=load_config)
-)
-app.command("redteam", help=RedteamConfig.__doc__)(config_command(RedteamConfig, _redteam, load=load_config))
-
-
-@app.command("redteam-list")
-def redteam_list_command() -> None:
-    """List the attacks `tether redteam --attacks` accepts: converters, templates, multi-turn, automated."""
+@app.command("redteam-attacks")
+def redteam_attacks_command() -> None:
+    """List the attacks `tether redteam --attacks` accepts: registered attacks, converters, templates."""
     from rich.table import Table
 
-    from tether.redteam import get_converter, list_converters, list_templates
+    from tether.redteam.registry import list_attacks
 
     table = Table(title="Attacks")
     for column in ("attack", "kind", "about"):
         table.add_column(column)
-    table.add_row("direct", "baseline", "the request as is")
-    for name in list_converters():
-        table.add_row(name, "converter", get_converter(name).description)
-    for template in list_templates():
-        table.add_row(template.name, f"template ({template.family})", template.description)
-    table.add_row("crescendo", "multi-turn", "scripted escalation over three turns")
-    table.add_row("pair", "automated", "an attacker model refines the prompt within a query budget (PAIR)")
+    for row in list_attacks():
+        table.add_row(*row)
     console.print(table)
 
 
-judge_app.command("refusal", help=JudgeRefusalConfig.__doc__)(
-    config_command(JudgeRefusalConfig, _judge_refusal, load=load_config)
-)
+app.command("redteam-list", hidden=True, help="Renamed: use `tether redteam-attacks`.")(redteam_attacks_command)
 
 
 def _rm_train(config: RMTrainConfig) -> None:
@@ -253,11 +230,6 @@ def _rm_score(config: RMScoreConfig) -> None:
 
     rewards = score_file(config)
     console.print(f"[green]done[/]: {len(rewards)} rows scored -> {config.output}")
-
-
-rm_app.command("train", help=RMTrainConfig.__doc__)(config_command(RMTrainConfig, _rm_train, load=load_config))
-rm_app.command("eval", help=RMEvalConfig.__doc__)(config_command(RMEvalConfig, _rm_eval, load=load_config))
-rm_app.command("score", help=RMScoreConfig.__doc__)(config_command(RMScoreConfig, _rm_score, load=load_config))
 
 
 @app.command("eval-compare")
@@ -315,12 +287,49 @@ def train_refusal_command(
     )
 
 
+CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {
+    SFTConfig: _sft,
+    DPOConfig: _preference,
+    ORPOConfig: _preference,
+    SimPOConfig: _preference,
+    KTOConfig: _kto,
+    RMTrainConfig: _rm_train,
+    RMEvalConfig: _rm_eval,
+    RMScoreConfig: _rm_score,
+    PPOConfig: _online_rl,
+    RLOOConfig: _online_rl,
+    GRPOConfig: _online_rl,
+    EvalConfig: _eval,
+    EvalRescoreConfig: _eval_rescore,
+    JudgeRefusalConfig: _judge_refusal,
+    RedteamConfig: _redteam,
+    DemoConfig: _demo,
+}
+"""Every command driven by a typed config: the config class (whose ``command`` is the command's name, as
+typed on the command line and as written in a YAML file's ``command:`` key) and the function it runs.
+The app and `tether validate` are both built from this table."""
+
+GROUPS = {"data": data_app, "judge": judge_app, "rm": rm_app}
+
+
+def config_classes() -> dict[str, type[Options]]:
+    """Command name -> config class, for `tether validate`."""
+    return {cls.command: cls for cls in CONFIG_COMMANDS}
+
+
+for _cls, _run in CONFIG_COMMANDS.items():
+    *_group, _name = _cls.command.split()
+    (GROUPS[_group[0]] if _group else app).command(_name, help=_cls.__doc__)(
+        config_command(_cls, _run, load=load_config)
+    )
+
+
 @app.command("validate")
 def validate_command(
     config: Annotated[Path, typer.Argument(help="A YAML config with a `command:` key.")],
 ) -> None:
     """Check a config file against its command's schema without loading any model or data."""
-    parsed = validate_file(config)
+    parsed = validate_file(config, config_classes())
     console.print(f"[green]ok[/]: {config} is a valid `tether {type(parsed).command}` config")
 
 

@@ -49,30 +49,7 @@ from tether.config.training import (
     SimPOOptions,
 )
 
-CONFIGS: dict[str, type[Options]] = {
-    cls.command: cls
-    for cls in (
-        SFTConfig,
-        DPOConfig,
-        ORPOConfig,
-        SimPOConfig,
-        KTOConfig,
-        DemoConfig,
-        EvalConfig,
-        JudgeRefusalConfig,
-        RedteamConfig,
-        EvalRescoreConfig,
-        RMTrainConfig,
-        RMEvalConfig,
-        RMScoreConfig,
-        PPOConfig,
-        RLOOConfig,
-        GRPOConfig,
-    )
-}
-
 __all__ = [
-    "CONFIGS",
     "DEFAULT_ATTACKS",
     "PREFERENCE_CONFIGS",
     "RL_CONFIGS",

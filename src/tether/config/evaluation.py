@@ -92,7 +92,7 @@ class RedteamConfig(JudgeOptions, TargetOptions, ModelOptions):
     out: Path
     """Campaign folder: run.json, samples.jsonl (every attempt), summary.json, report.html."""
     attacks: str = DEFAULT_ATTACKS
-    """Comma-separated attacks: direct, crescendo, pair, converter names, template names (`tether redteam-list`)."""
+    """Comma-separated attacks: direct, crescendo, pair, converter names, template names (`tether redteam-attacks`)."""
     templates_dir: str | None = None
     """Also load jailbreak templates from this folder (garak format, e.g. DAN-family JSON files)."""
     attacker_model: str | None = None
@@ -145,7 +145,7 @@ class EvalRescoreConfig(JudgeOptions):
 class JudgeRefusalConfig(JudgeOptions):
     """Label a JSONL/CSV file of (prompt, response) rows as complies / partial / refuses (or unscored)."""
 
-    command: ClassVar[str] = "judge-refusal"
+    command: ClassVar[str] = "judge refusal"
     input: str
     """Rows with `prompt` and `response` fields (JSONL, JSON or CSV); other fields are kept."""
     output: Path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +71,33 @@ def build_config(
         ) from err
 
 
+RENAMED_COMMANDS = {
+    "rm-train": "rm train",
+    "rm-eval": "rm eval",
+    "rm-score": "rm score",
+    "judge-refusal": "judge refusal",
+}
+"""Earlier spellings of a config's ``command:`` key, still read (with a warning) so old files keep working."""
+
+
+def _command_name(value: Any, *, file: str | Path, line: int | None) -> str:
+    """The command a file's ``command:`` key names, with earlier spellings mapped to today's."""
+    if not isinstance(value, str):
+        raise ConfigError("expected the command's name as text", file=file, line=line, field="command")
+    if value in RENAMED_COMMANDS:
+        new = RENAMED_COMMANDS[value]
+        warnings.warn(f"{file}: `command: {value}` is now spelled `command: {new}`", FutureWarning, stacklevel=3)
+        return new
+    return value
+
+
 def load_config(cls: type[Options], path: str | Path | None, overrides: dict[str, Any]) -> Any:
     """A config from an optional YAML file, with explicitly given CLI flags taking precedence."""
     values: dict[str, Any] = {}
     lines: dict[str, int] = {}
     if path is not None:
         values, lines = read_yaml(path)
-        command = values.pop("command", cls.command)
+        command = _command_name(values.pop("command", cls.command), file=path, line=lines.get("command"))
         if command != cls.command:
             raise ConfigError(
                 f"this config is for `tether {command}`, not `tether {cls.command}`",
@@ -90,22 +112,19 @@ def load_config(cls: type[Options], path: str | Path | None, overrides: dict[str
     return build_config(cls, values, file=path, lines=lines)
 
 
-def validate_file(path: str | Path) -> Options:
-    """Check a config file (its `command:` key picks the schema) without loading any model or data."""
-    from tether.config import CONFIGS
-
+def validate_file(path: str | Path, commands: Mapping[str, type[Options]]) -> Options:
+    """Check a config file against the schema its ``command:`` key picks from ``commands`` (the CLI's
+    table), without loading any model or data."""
     values, lines = read_yaml(path)
-    command = values.pop("command", None)
-    if command is None:
-        raise ConfigError(f"missing 'command' (one of: {', '.join(CONFIGS)})", file=path, line=1, field="command")
-    if command not in CONFIGS:
+    names = ", ".join(sorted(commands))
+    if "command" not in values:
+        raise ConfigError(f"missing 'command' (one of: {names})", file=path, line=1, field="command")
+    command = _command_name(values.pop("command"), file=path, line=lines.get("command"))
+    if command not in commands:
         raise ConfigError(
-            f"unknown command {command!r} (one of: {', '.join(CONFIGS)})",
-            file=path,
-            line=lines.get("command"),
-            field="command",
+            f"unknown command {command!r} (one of: {names})", file=path, line=lines.get("command"), field="command"
         )
-    return build_config(CONFIGS[command], values, file=path, lines=lines)
+    return build_config(commands[command], values, file=path, lines=lines)
 
 
 def dump_config(config: Options) -> str:

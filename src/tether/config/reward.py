@@ -26,14 +26,14 @@ class RMTrainConfig(RewardTrainOptions, TrainOptions, DataOptions, LoraOptions, 
     """Train a reward model: a scalar head on a causal LM, Bradley-Terry loss on (prompt, chosen, rejected)
     pairs, with each pair's optional `margin`."""
 
-    command: ClassVar[str] = "rm-train"
+    command: ClassVar[str] = "rm train"
 
 
 class RMEvalConfig(Options):
     """Evaluate a reward model on held-out pairs: pairwise accuracy with a 95% interval, the reward
     distribution and the correlation of reward with response length."""
 
-    command: ClassVar[str] = "rm-eval"
+    command: ClassVar[str] = "rm eval"
     model: str
     """The reward model: a `tether rm train` output folder (or its model/ folder)."""
     data: str
@@ -69,7 +69,7 @@ class RMEvalConfig(Options):
 class RMScoreConfig(Options):
     """Score a JSONL/CSV file of (prompt, response) rows with a reward model; writes each row plus `reward`."""
 
-    command: ClassVar[str] = "rm-score"
+    command: ClassVar[str] = "rm score"
     model: str
     """The reward model: a `tether rm train` output folder (or its model/ folder)."""
     input: str

@@ -177,7 +177,8 @@ def _container(file: str, fmt: str) -> str:
     if suffix not in _EXTENSIONS:
         raise DataError(
             f"cannot tell the format from the extension {suffix or '(none)'!r}; "
-            f"pass fmt= one of {', '.join(FORMATS)}, or name a hub dataset as {HUB_PREFIX}NAME",
+            f"name the format with --data-format (--prompts-format for RL prompts; fmt= in Python), one of "
+            f"{', '.join(FORMATS)}, or name a hub dataset as {HUB_PREFIX}NAME",
             file=file,
         )
     return _EXTENSIONS[suffix]
@@ -414,7 +415,8 @@ def _preference_row(row: Mapping[str, Any]) -> Record:
             return Preference.from_implicit(chosen, rejected)
         if isinstance(chosen, str) and chosen.lstrip().startswith("Human:"):
             raise DataError(
-                "missing field; chosen and rejected look like HH-RLHF transcripts: read them with fmt='hh-rlhf'",
+                "missing field; chosen and rejected look like HH-RLHF transcripts: read them with "
+                "--data-format hh-rlhf (fmt='hh-rlhf' in Python)",
                 field="prompt",
             )
     names = ("prompt", "chosen", "rejected", "margin") if "margin" in row else ("prompt", "chosen", "rejected")

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether.data.records import Message
-from tether.errors import ConfigError
 from tether.generation import SamplingParams
 from tether.judges.verdict import Verdict, unscored
 
@@ -201,59 +200,3 @@ class PairAttack:
                     still.append(i)
             active = still
         return [b for b in best if b is not None]
-
-
-def make_attack(
-    spec: str,
-    *,
-    attacker: Any = None,
-    pair_iterations: int = 3,
-    template_dir: Any = None,
-    translator: Any = None,
-    translate_to: str = "Zulu",
-) -> Any:
-    """An attack from its name: ``direct``, ``crescendo``, ``pair``, a converter name or a template name
-    (``converter:`` / ``template:`` prefixes disambiguate). ``translator`` is a target that the
-    ``translate`` converter asks for its translations."""
-    from tether.redteam.converters import get_converter, list_converters
-    from tether.redteam.templates import get_template, list_templates
-
-    kind, _, name = spec.partition(":") if ":" in spec else ("", "", spec)
-    if spec == "direct":
-        return SingleTurnAttack("direct", lambda r: r)
-    if spec == "crescendo":
-        return CrescendoAttack()
-    if spec == "pair":
-        if attacker is None:
-            raise ConfigError("the pair attack needs an attacker model: --attacker-model or --attacker-endpoint")
-        return PairAttack(attacker, iterations=pair_iterations)
-    templates = {t.name: t for t in list_templates()}
-    if template_dir is not None:
-        from tether.redteam.templates import load_template_dir
-
-        templates.update({t.name: t for t in load_template_dir(template_dir)})
-    if kind in ("", "converter") and name in list_converters():
-        options: dict[str, Any] = {}
-        if name == "translate":
-            if translator is None:
-                raise ConfigError("the translate attack needs --translator-model or --translator-endpoint")
-            params = SamplingParams(max_new_tokens=512)
-
-            def translate(texts: list[str]) -> list[str]:
-                replies = translator.generate([[Message(role="user", content=t)] for t in texts], params)
-                return [r.text if r.error is None else "" for r in replies]
-
-            options = {"translator": translate, "language": translate_to}
-        converter = get_converter(name, **options)
-        return SingleTurnAttack(
-            f"converter:{name}", converter.convert, converter.decode if converter.reversible else None
-        )
-    if kind in ("", "template") and name in templates:
-        template = templates[name]
-        return SingleTurnAttack(f"template:{name}", template.render)
-    if kind == "template":
-        get_template(name)  # raises with a close-match suggestion
-    raise ConfigError(
-        f"unknown attack {spec!r}: use direct, crescendo, pair, a converter ({', '.join(list_converters())}) "
-        f"or a template (`tether redteam --list`)"
-    )

@@ -48,6 +48,8 @@ class Converter(ABC):
     name: str = ""
     description: str = ""
     reversible: bool = False
+    requires: tuple[str, ...] = ()
+    """Options the converter cannot work without (e.g. ``translator``), checked before a campaign starts."""
 
     @abstractmethod
     def convert(self, text: str) -> str:
@@ -72,6 +74,8 @@ class Converter(ABC):
 class _Entry:
     factory: Callable[..., Converter]
     options: inspect.Signature
+    description: str
+    requires: tuple[str, ...] = ()
 
 
 _CONVERTERS: dict[str, _Entry] = {}
@@ -107,7 +111,7 @@ def register_converter(name: str, *, replace: bool = False) -> Callable[[_T], _T
                 raise ConfigError(f"converter {name!r}: a class must subclass tether.redteam.Converter")
             obj.name = name
             obj.description = obj.__dict__.get("description") or _first_line(obj.__doc__)
-            _CONVERTERS[name] = _Entry(obj, inspect.signature(obj))
+            _CONVERTERS[name] = _Entry(obj, inspect.signature(obj), obj.description, tuple(obj.requires))
         elif callable(obj):
             fn: Callable[..., str] = obj
             description = _first_line(fn.__doc__)
@@ -117,7 +121,7 @@ def register_converter(name: str, *, replace: bool = False) -> Callable[[_T], _T
             def factory(**kwargs: Any) -> Converter:
                 return _FunctionConverter(name, description, fn, kwargs)
 
-            _CONVERTERS[name] = _Entry(factory, options)
+            _CONVERTERS[name] = _Entry(factory, options, description)
         else:
             raise ConfigError(f"converter {name!r}: expected a Converter class or a function, got {obj!r}")
         return obj
@@ -150,6 +154,16 @@ def get_converter(name: str, **options: Any) -> Converter:
 def list_converters() -> list[str]:
     """The registered converter names, sorted."""
     return sorted(_CONVERTERS)
+
+
+def converter_description(name: str) -> str:
+    """One line on what converter ``name`` does."""
+    return _entry(name).description
+
+
+def required_resources(name: str) -> tuple[str, ...]:
+    """The options converter ``name`` cannot work without (see :attr:`Converter.requires`)."""
+    return _entry(name).requires
 
 
 def converter_options(name: str) -> dict[str, Any]:
@@ -637,6 +651,8 @@ class Translate(Converter):
     bind any sampling settings first (e.g. ``lambda ps: engine.generate(ps, SamplingParams(max_new_tokens=512))``).
     All prompts of a batch go to the translator in one call.
     """
+
+    requires = ("translator",)
 
     def __init__(self, *, translator: Translator | None = None, language: str = "Zulu") -> None:
         if translator is not None and not (isinstance(translator, SupportsGenerate) or callable(translator)):

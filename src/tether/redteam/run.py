@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from tether.atomic import atomic_write_json
 from tether.config import RedteamConfig
 from tether.data.benchmarks import read_harmful_prompts
 from tether.errors import ConfigError, TetherError
 from tether.generation import SamplingParams
 from tether.judges.factory import make_judge
-from tether.redteam.attacks import make_attack
 from tether.redteam.campaign import export_pairs, run_campaign, summarize_campaign
+from tether.redteam.registry import AttackResources, attack_requirements, make_attack
 from tether.report.html import page, paragraph, section, table, write_html
 from tether.report.plots import grouped_bars
+from tether.runs.folders import check_output_file, check_run_folder, open_run_folder
 from tether.runs.store import SampleStore
 from tether.targets import LocalTarget, OpenAITarget, make_target
 
@@ -106,19 +107,19 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
         raise ConfigError("--attacks names no attack", field="attacks")
     if len(set(names)) != len(names):
         raise ConfigError(f"--attacks lists an attack twice: {config.attacks}", field="attacks")
-    attacker = _helper_model(config, "attacker") if "pair" in names else None
-    translator = _helper_model(config, "translator") if {"translate", "converter:translate"} & set(names) else None
-    attacks = [
-        make_attack(
-            n,
-            attacker=attacker,
-            pair_iterations=config.pair_iterations,
-            template_dir=config.templates_dir,
-            translator=translator,
-            translate_to=config.translate_to,
-        )
-        for n in names
-    ]
+    check_run_folder(config.out, "redteam", resume=config.resume, overwrite=config.overwrite)
+    if config.export_pairs is not None:
+        check_output_file(config.export_pairs, "--export-pairs")
+    template_dir = config.templates_dir
+    needed = {r for n in names for r in attack_requirements(n, AttackResources(template_dir=template_dir))}
+    resources = AttackResources(
+        attacker=_helper_model(config, "attacker") if "attacker" in needed else None,
+        pair_iterations=config.pair_iterations,
+        translator=_helper_model(config, "translator") if "translator" in needed else None,
+        translate_to=config.translate_to,
+        template_dir=template_dir,
+    )
+    attacks = [make_attack(n, resources) for n in names]
     target_name = f"endpoint {config.endpoint_model}@{config.endpoint}" if config.endpoint else config.model
     identity = {
         "command": "redteam",
@@ -131,9 +132,11 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
         "seed": config.seed,
         "limit": config.limit,
     }
-    store = SampleStore(config.out, identity, resume=config.resume, overwrite=config.overwrite)
     judge = make_judge(config)
     target = make_target(config, model=config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code)
+    extra = (config.export_pairs,) if config.export_pairs is not None else ()
+    open_run_folder(config.out, "redteam", resume=config.resume, overwrite=config.overwrite, extra=extra)
+    store = SampleStore(config.out, identity, resume=config.resume, overwrite=config.overwrite)
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
     total = len(samples) * len(attacks)
     console.print(
@@ -156,9 +159,7 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
         )
     summary = summarize_campaign(records)
     summary["identity"] = identity
-    tmp = config.out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(config.out / "summary.json")
+    atomic_write_json(config.out / "summary.json", summary)
     write_campaign_report(config.out / "report.html", f"tether redteam: {target_name}", summary, records)
     table_ = Table(title="attack success (95% bootstrap interval)")
     for column in ("attack", "success", "95% CI", "attempts", "unscored"):
