@@ -1,7 +1,17 @@
-"""Shared fixtures: the embedded tokenizer, tiny random models, small data files."""
+"""Shared fixtures (the embedded tokenizer, tiny random models, small data files) and the test tiers.
+
+Tiers (markers registered in pyproject.toml; README "Tests"): every test gets exactly one speed tier,
+``unit``, ``integration`` or ``slow``, plus any of ``multiprocess``, ``gpu`` and ``network`` for what it
+needs. A test marked with a tier keeps it; otherwise ``pytest_collection_modifyitems`` below calls it
+``integration`` when it (or a fixture it uses, directly or not) builds or loads a model or runs the CLI in
+a subprocess, and ``unit`` otherwise. ``multiprocess`` tests are ``integration`` too. ``slow``, ``gpu``
+and ``network`` are deselected by default (``addopts``); a ``gpu`` test skips on a machine without CUDA.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import subprocess
@@ -11,6 +21,54 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+SPEED_TIERS = ("unit", "integration", "slow")
+
+INTEGRATION_SIGNS = ("build_tiny_model(", "from_pretrained(", "run_cli(", "run_endpoint_eval(", "subprocess.")
+"""Text in a test's or a fixture's source that makes the test ``integration``: a tiny model is built or
+loaded, or ``python -m tether`` runs in a subprocess."""
+
+
+KNOWN_INTEGRATION = {
+    # Runs the embedded MiniLM embedder inside RefusalJudge() over 300+ labelled pairs (about 1 min), which
+    # no source sign shows; a @pytest.mark.integration in its own file would replace this entry.
+    "tests/test_refusal_judge.py::test_layered_judge_agrees_with_human_labels_better_than_phrases",
+}
+
+
+@functools.cache
+def _source(func: object) -> str:
+    try:
+        return inspect.getsource(func)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
+
+
+def _runs_models_or_cli(item: pytest.Item) -> bool:
+    funcs = [getattr(item, "function", None)]
+    fixture_info = getattr(item, "_fixtureinfo", None)  # every fixture the test uses, transitively
+    for defs in getattr(fixture_info, "name2fixturedefs", {}).values():
+        funcs.extend(d.func for d in defs)
+    return any(sign in _source(f) for f in funcs if f is not None for sign in INTEGRATION_SIGNS)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by ``-m``
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test its tier (see the module docstring); skip ``gpu`` tests without CUDA."""
+    cuda: bool | None = None
+    for item in items:
+        names = {m.name for m in item.iter_markers()}
+        if not names.intersection(SPEED_TIERS):
+            heavy = "multiprocess" in names or item.nodeid in KNOWN_INTEGRATION or _runs_models_or_cli(item)
+            tier = "integration" if heavy else "unit"
+            item.add_marker(tier)
+        if "gpu" in names:
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
 
 
 def shared_data_dir() -> Path:

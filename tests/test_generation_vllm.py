@@ -108,6 +108,7 @@ def test_llm_is_built_from_the_folder_with_our_settings(engine, fake_vllm, token
         "dtype": "auto",
         "seed": 0,
         "trust_remote_code": False,
+        "load_format": "safetensors",
         "max_num_seqs": 8,
         "gpu_memory_utilization": 0.5,
     }

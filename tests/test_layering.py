@@ -16,7 +16,7 @@ from tests.conftest import REPO
 PACKAGE = REPO / "src" / "tether"
 
 LAYERS: list[set[str]] = [
-    {"errors", "paths", "stats", "__init__"},  # no tether imports at all
+    {"errors", "paths", "stats", "atomic", "__init__"},  # no tether imports at all (atomic: the one atomic write)
     {"data", "report", "runs"},  # records and readers; HTML and plots; run folders
     {"models", "losses"},  # loading and wrapping models; pure loss functions
     {"config"},  # typed configs of every command (names the embedded default model)

@@ -11,8 +11,8 @@ from tether.data.samples import PromptSample
 from tether.generation import SamplingParams
 from tether.judges.refusal import RefusalJudge
 from tether.redteam.attacks import CrescendoAttack, PairAttack, parse_attacker_reply
-from tether.redteam.registry import make_attack
 from tether.redteam.campaign import export_pairs, run_campaign, summarize_campaign
+from tether.redteam.registry import make_attack
 from tether.runs.store import SampleStore
 from tether.targets import ScriptedTarget
 

@@ -285,7 +285,7 @@ def test_past_tense(request_: str, expected: str) -> None:
 
 def test_translate_needs_a_translator() -> None:
     converter = get_converter("translate")
-    with pytest.raises(TetherError, match=r"needs a translator model or endpoint \(--translator \.\.\.\)"):
+    with pytest.raises(TetherError, match="needs a translator: --translator-model or --translator-endpoint"):
         converter.convert(PROMPT)
     with pytest.raises(ConfigError, match="translator must be"):
         get_converter("translate", translator=42)

@@ -174,7 +174,7 @@ def test_write_html_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     def fail(*_: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("tether.report.html.os.replace", fail)
+    monkeypatch.setattr("tether.atomic.os.replace", fail)
     with pytest.raises(OSError, match="disk full"):
         write_html(path, "newer")
     assert path.read_text() == "new"

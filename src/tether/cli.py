@@ -52,8 +52,10 @@ app.add_typer(judge_app, name="judge")
 rm_app = typer.Typer(help="Reward models: train (Bradley-Terry), evaluate, score.", no_args_is_help=True)
 app.add_typer(rm_app, name="rm")
 console = Console()
-RecordKindChoice = enum.Enum("RecordKindChoice", {k: k for k in ("conversation", "preference", "unpaired")}, type=str)
-FormatChoice = enum.Enum("FormatChoice", {f.replace("-", "_"): f for f in FORMATS}, type=str)
+RecordKindChoice = enum.Enum(  # type: ignore[misc]  # members from a table, which mypy cannot follow
+    "RecordKindChoice", {k: k for k in ("conversation", "preference", "unpaired")}, type=str
+)
+FormatChoice = enum.Enum("FormatChoice", {f.replace("-", "_"): f for f in FORMATS}, type=str)  # type: ignore[misc]
 err_console = Console(stderr=True)
 
 
@@ -87,10 +89,10 @@ def models_command() -> None:
 @data_app.command("check")
 def data_check(
     file: Annotated[str, typer.Argument(help="Data file (.jsonl/.json/.csv/.parquet) or hub:NAME.")],
-    kind: Annotated[RecordKindChoice, typer.Option(help="What each row is.")] = RecordKindChoice.conversation,
+    kind: Annotated[RecordKindChoice, typer.Option(help="What each row is.")] = RecordKindChoice.conversation,  # type: ignore[attr-defined]
     format: Annotated[
         FormatChoice, typer.Option("--data-format", "--format", help="Reader; auto picks by extension.")
-    ] = FormatChoice.auto,
+    ] = FormatChoice.auto,  # type: ignore[attr-defined]
     model: Annotated[
         str | None,
         typer.Option(help="Also tokenize with this model's chat template and report token lengths."),

@@ -27,6 +27,16 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
+def _bool_or_literal(annotation: Any) -> bool:
+    """True for ``bool | Literal[...]`` (a switch with an extra keyword such as 'auto')."""
+    args = typing.get_args(annotation)
+    return (
+        typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        and bool in args
+        and all(a is bool or typing.get_origin(a) is Literal for a in args)
+    )
+
+
 def _choices(name: str, literal: Any) -> type[enum.Enum]:
     """Typer shows choices for Enums, not Literals: an Enum whose values are the Literal's."""
     values = [str(v) for v in typing.get_args(literal)]
@@ -53,15 +63,16 @@ def _option(name: str, field: FieldInfo, panel: str) -> tuple[Any, Any]:
         help_text += " (required unless given in --config)"
     kwargs: dict[str, Any] = {"help": help_text, "show_default": False, "rich_help_panel": panel}
     origin = typing.get_origin(annotation)
-    if annotation is bool:
+    if annotation is bool or _bool_or_literal(annotation):
+        # bool | Literal["auto"]: the flag pair forces true/false; left out, the config's default ('auto') holds.
         return bool | None, typer.Option(flag + "/--no-" + name.replace("_", "-"), **kwargs)
     if origin is Literal:
         return _choices(name, annotation) | None, typer.Option(flag, **kwargs)
     if origin is list:
         (item,) = typing.get_args(annotation)
         if typing.get_origin(item) is Literal:
-            return list[_choices(name, item)] | None, typer.Option(flag, **kwargs)
-        return list[item] | None, typer.Option(flag, **kwargs)
+            return list[_choices(name, item)] | None, typer.Option(flag, **kwargs)  # type: ignore[misc]
+        return list[item] | None, typer.Option(flag, **kwargs)  # type: ignore[valid-type]
     if annotation in (int, float, str, Path):
         return annotation | None, typer.Option(flag, **kwargs)
     raise TypeError(f"no CLI mapping for field {name}: {field.annotation}")

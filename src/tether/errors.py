@@ -48,8 +48,22 @@ class ConfigError(LocatedError):
     """An invalid configuration file or flag (exit code 2)."""
 
 
+class UsageError(TetherError):
+    """A command asked for something it must not do: an output path that holds another run or a file
+    where a folder is needed, a run to resume that is not there (exit code 2)."""
+
+    exit_code = 2
+
+
 class ModelError(TetherError):
     """A model or tokenizer that cannot be loaded or used as asked (exit code 2)."""
+
+    exit_code = 2
+
+
+class MemoryBudgetError(TetherError):
+    """A training run whose estimated peak memory exceeds the budget, refused before any weights load; the
+    message names settings that would fit (exit code 2)."""
 
     exit_code = 2
 

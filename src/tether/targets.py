@@ -17,6 +17,7 @@ from tether.config import TargetOptions
 from tether.data.records import Message
 from tether.errors import ConfigError
 from tether.generation import SamplingParams
+from tether.generation.factory import Backend
 
 Chat = Sequence[Message]
 
@@ -51,12 +52,15 @@ class LocalTarget:
         self,
         spec: str,
         *,
-        backend: str = "auto",
+        backend: Backend = "auto",
         batch_size: int | None = None,
         dtype: str = "float32",
         trust_remote_code: bool = False,
         progress: bool = False,
     ) -> None:
+        from tether.models.loading import check_weights
+
+        check_weights(spec)  # a missing folder or pickle weights fail now, before any output is written
         self.spec = spec
         self.name = spec
         self.backend = backend

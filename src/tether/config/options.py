@@ -9,12 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tether.models.embedded import DEFAULT_MODEL
 
+Checkpointing = bool | Literal["auto"]
+"""Gradient checkpointing: on, off, or 'auto' (decided from the memory estimate, see tether.train.preflight)."""
+
 
 class Options(BaseModel):
     """Base of every option group: unknown keys are errors, field docstrings are help texts."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
     panel: ClassVar[str] = "Options"
+    command: ClassVar[str] = ""
+    """The command a complete config runs, as typed after `tether` (empty for an option group)."""
 
     @classmethod
     def panel_of(cls, name: str) -> str:
@@ -113,8 +118,13 @@ class TrainOptions(Options):
     """Extra metric trackers through accelerate (metrics.jsonl is always written)."""
     progress: bool = True
     """Show a progress bar."""
-    gradient_checkpointing: bool = False
-    """Recompute each layer's activations in the backward pass: far less memory, about a third more compute."""
+    gradient_checkpointing: Checkpointing = "auto"
+    """Recompute each layer's activations in the backward pass: far less memory, about a third more compute.
+    'auto' (the default) turns it on when the memory estimate without it exceeds --memory-budget or is at
+    least twice the estimate with it (activations dominate); true/false force it."""
+    memory_budget: float | None = Field(None, ge=0)
+    """GB the run may use; a run estimated above it is refused before loading the model, naming settings that
+    fit. Default: 90% of the memory available at start (of the GPU's on CUDA); 0 turns the check off."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     """Autocast matrix products to bf16/fp16 while weights, gradients and optimizer stay fp32 (accelerate).
     bf16 is several times faster on CPUs with AVX512-BF16 or AMX and on recent GPUs; 'no' is exact fp32."""

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from tether.config.options import LoraOptions, ModelOptions, Options
+from tether.config.options import Checkpointing, LoraOptions, ModelOptions, Options
 
 
 class RolloutOptions(Options):
@@ -94,8 +94,13 @@ class RLTrainOptions(Options):
     """Replace a finished run already in `out`."""
     progress: bool = True
     """Show a progress bar."""
-    gradient_checkpointing: bool = False
-    """Recompute each layer's activations in the backward pass: far less memory, about a third more compute."""
+    gradient_checkpointing: Checkpointing = "auto"
+    """Recompute each layer's activations in the update: far less memory, about a third more compute. 'auto'
+    (the default) turns it on when the memory estimate without it exceeds --memory-budget or is at least
+    twice the estimate with it; true/false force it."""
+    memory_budget: float | None = Field(None, ge=0)
+    """GB the run may use; a run estimated above it is refused before loading the model, naming settings that
+    fit. Default: 90% of the memory available at start (of the GPU's on CUDA); 0 turns the check off."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     """Autocast matrix products in the updates and scoring passes to bf16/fp16 (weights stay fp32)."""
     generation_backend: Literal["auto", "hf", "vllm"] = "auto"
@@ -151,23 +156,24 @@ class GRPOOptions(Options):
     """Normalise advantages again over each rollout (the group normalisation usually suffices)."""
 
 
-_RL_BASES = (RLTrainOptions, PolicyUpdateOptions, RolloutOptions, LoraOptions, ModelOptions)
+class RLOptions(RLTrainOptions, PolicyUpdateOptions, RolloutOptions, LoraOptions, ModelOptions):
+    """What PPO, RLOO and GRPO share: training, policy update, rollout, LoRA and model options."""
 
 
-class PPOConfig(PPOOptions, *_RL_BASES):
+class PPOConfig(PPOOptions, RLOptions):
     """PPO from a reward (InstructGPT): value model, GAE, clipped policy and value losses, KL penalty to the
     starting model in the reward."""
 
     command: ClassVar[str] = "ppo"
 
 
-class RLOOConfig(RLOOOptions, *_RL_BASES):
+class RLOOConfig(RLOOOptions, RLOptions):
     """RLOO: k samples per prompt, leave-one-out baseline, KL penalty in the reward; no value model."""
 
     command: ClassVar[str] = "rloo"
 
 
-class GRPOConfig(GRPOOptions, *_RL_BASES):
+class GRPOConfig(GRPOOptions, RLOptions):
     """GRPO: G samples per prompt, group-normalised rewards, KL to the starting model in the loss; no value model."""
 
     command: ClassVar[str] = "grpo"

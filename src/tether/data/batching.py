@@ -115,6 +115,7 @@ def collate(examples: Sequence[TokenizedExample | PackedExample], pad_id: int) -
         labels[row, :n] = torch.tensor(example.labels)
         mask[row, :n] = 1
         if is_packed:
+            assert isinstance(example, PackedExample)
             positions[row, :n] = torch.tensor(example.position_ids)
             positions[row, n:] = torch.arange(width - n)
     batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}

@@ -8,15 +8,27 @@ template, standard-form pairs are plain text: prompt, then completion and one EO
 Truncation policy (:func:`truncate_pair`): the prompt keeps its *last* ``max_prompt_length`` tokens (the
 end of a conversation is what the answer responds to), then each completion is cut at the end so that
 prompt + completion fits in ``max_length``. A pair left with an empty completion is dropped (None).
+Before anything is rendered, :func:`cap_record` cuts every field to what that policy could keep (the
+prompt's end, the completions' start; see :meth:`ChatEncoder.char_cap`), so a 50 MB field costs what
+``max_length`` tokens cost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, overload
 
-from tether.data.records import Message, Preference, Unpaired
-from tether.data.tokenization import IGNORE_INDEX, ChatEncoder, TokenizedExample, first_difference
+from tether.data.records import Message, Preference, Unpaired, as_messages
+from tether.data.tokenization import (
+    IGNORE_INDEX,
+    ChatEncoder,
+    Keep,
+    TokenizedExample,
+    cap_messages,
+    cap_text,
+    first_difference,
+)
 from tether.errors import DataError
 
 
@@ -65,10 +77,6 @@ def completion_example(prompt_ids: list[int], completion_ids: list[int]) -> Toke
     return TokenizedExample(prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids)
 
 
-def _messages(value: str | list[Message], role: str) -> list[Message]:
-    return [Message(role=role, content=value)] if isinstance(value, str) else list(value)
-
-
 def _completion_ids(encoder: ChatEncoder, prompt: list[Message], prompt_ids: list[int], side, field: str):
     if not encoder.has_template:
         if not isinstance(side, str):
@@ -76,7 +84,7 @@ def _completion_ids(encoder: ChatEncoder, prompt: list[Message], prompt_ids: lis
         ids = list(encoder.tokenizer(side, add_special_tokens=False)["input_ids"])
         eos = encoder.tokenizer.eos_token_id
         return ids + ([eos] if eos is not None and (not ids or ids[-1] != eos) else [])
-    full = encoder.render_ids(prompt + _messages(side, "assistant"), add_generation_prompt=False)
+    full = encoder.render_ids(prompt + as_messages(side, "assistant"), add_generation_prompt=False)
     if full[: len(prompt_ids)] != prompt_ids:
         at = first_difference(prompt_ids, full)
         raise DataError(
@@ -94,14 +102,29 @@ def encode_completion(
 
     Unlike records, the completion may be empty (a model can answer with EOS at once).
     """
-    messages = _messages(prompt, "user")
+    messages = as_messages(prompt, "user")
     prompt_ids = encoder.prompt_ids(messages)
     return prompt_ids, _completion_ids(encoder, messages, prompt_ids, completion, "completion")
 
 
+def _capped(value: str | list[Message], chars: int, keep: Keep) -> str | list[Message]:
+    return cap_text(value, chars, keep) if isinstance(value, str) else cap_messages(value, chars, keep)
+
+
+def cap_record(encoder: ChatEncoder, record: Preference | Unpaired, max_length: int, max_prompt_length: int):
+    """``record`` with its prompt cut to the characters that can hold its last ``max_prompt_length`` tokens
+    and each completion to those that can hold its first ``max_length`` (the truncation policy keeps no
+    more)."""
+    prompt_chars, completion_chars = encoder.char_cap(max_prompt_length), encoder.char_cap(max_length)
+    names = ("chosen", "rejected") if isinstance(record, Preference) else ("completion",)
+    update: dict[str, Any] = {"prompt": _capped(record.prompt, prompt_chars, "end")}
+    update.update({name: _capped(getattr(record, name), completion_chars, "start") for name in names})
+    return record.model_copy(update=update)
+
+
 def encode_pair(encoder: ChatEncoder, pair: Preference) -> PairExample:
     """Prompt ids and the two completions' ids of ``pair`` (untruncated)."""
-    prompt = _messages(pair.prompt, "user")
+    prompt = as_messages(pair.prompt, "user")
     prompt_ids = encoder.prompt_ids(prompt)
     return PairExample(
         prompt_ids,
@@ -132,10 +155,34 @@ def truncate_unpaired(example: UnpairedExample, max_length: int, max_prompt_leng
 
 def encode_unpaired(encoder: ChatEncoder, record: Unpaired) -> UnpairedExample:
     """Prompt ids and completion ids of an unpaired record (untruncated)."""
-    prompt = _messages(record.prompt, "user")
+    prompt = as_messages(record.prompt, "user")
     prompt_ids = encoder.prompt_ids(prompt)
     completion = _completion_ids(encoder, prompt, prompt_ids, record.completion, "completion")
     return UnpairedExample(prompt_ids, completion, record.label)
+
+
+@overload
+def encode_records(
+    encoder: ChatEncoder,
+    records: Sequence[Preference],
+    *,
+    max_length: int,
+    max_prompt_length: int,
+    source: str | None = None,
+    lines: Sequence[int] | None = None,
+) -> tuple[list[PairExample], PairReport]: ...
+
+
+@overload
+def encode_records(
+    encoder: ChatEncoder,
+    records: Sequence[Unpaired],
+    *,
+    max_length: int,
+    max_prompt_length: int,
+    source: str | None = None,
+    lines: Sequence[int] | None = None,
+) -> tuple[list[UnpairedExample], PairReport]: ...
 
 
 def encode_records(
@@ -146,21 +193,24 @@ def encode_records(
     max_prompt_length: int,
     source: str | None = None,
     lines: Sequence[int] | None = None,
-) -> tuple[list[PairExample | UnpairedExample], PairReport]:
+) -> tuple[list[Any], PairReport]:
     """Encode and truncate preference or unpaired records; a DataError names the source file and line."""
     examples: list[PairExample | UnpairedExample] = []
     report = PairReport()
+    prompt_length = min(max_prompt_length, max_length - 1)
     for number, record in enumerate(records, start=1):
+        record = cap_record(encoder, record, max_length, prompt_length)
         try:
             whole = encode_pair(encoder, record) if isinstance(record, Preference) else encode_unpaired(encoder, record)
         except DataError as err:
             raise DataError(
                 err.message, file=source, line=lines[number - 1] if lines else number, field=err.field
             ) from err
+        cut: PairExample | UnpairedExample | None
         if isinstance(whole, PairExample):
-            cut = truncate_pair(whole, max_length, min(max_prompt_length, max_length - 1))
+            cut = truncate_pair(whole, max_length, prompt_length)
         else:
-            cut = truncate_unpaired(whole, max_length, min(max_prompt_length, max_length - 1))
+            cut = truncate_unpaired(whole, max_length, prompt_length)
         if cut is None:
             report.dropped += 1
             continue

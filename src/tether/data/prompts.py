@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from tether.data.readers import iter_rows, read_records_with_report
-from tether.data.records import Message
+from tether.data.records import Message, as_messages
 from tether.errors import DataError
 
 
@@ -55,7 +55,7 @@ def read_prompts(source: str, fmt: str = "auto", *, limit: int | None = None, sk
     wanted = None if limit is None else skip + limit
     if fmt == "hh-rlhf":
         records, _ = read_records_with_report(source, "preference", "hh-rlhf", limit=wanted, on_invalid="skip")
-        prompts = [RLPrompt(_prompt([m.model_dump() for m in r.prompt])) for r in records]
+        prompts = [RLPrompt(_prompt([m.model_dump() for m in as_messages(r.prompt, "user")])) for r in records]
     else:
         prompts = []
         for line, row in iter_rows(source, fmt):

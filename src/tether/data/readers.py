@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from tether.data.hh_rlhf import row_to_preference
 from tether.data.records import (
@@ -40,6 +40,7 @@ from tether.data.records import (
     Preference,
     Record,
     RecordKind,
+    Unpaired,
     describe,
     parse_record,
 )
@@ -107,6 +108,43 @@ def read_records(
     return records
 
 
+@overload
+def read_records_with_report(
+    source: str | Path,
+    kind: Literal["conversation"],
+    fmt: str = "auto",
+    *,
+    split: str = "train",
+    limit: int | None = None,
+    on_invalid: OnInvalid = "error",
+) -> tuple[list[Conversation], ReadReport]: ...
+
+
+@overload
+def read_records_with_report(
+    source: str | Path,
+    kind: Literal["preference"],
+    fmt: str = "auto",
+    *,
+    split: str = "train",
+    limit: int | None = None,
+    on_invalid: OnInvalid = "error",
+) -> tuple[list[Preference], ReadReport]: ...
+
+
+@overload
+def read_records_with_report(
+    source: str | Path,
+    kind: Literal["unpaired"],
+    fmt: str = "auto",
+    *,
+    split: str = "train",
+    limit: int | None = None,
+    on_invalid: OnInvalid = "error",
+) -> tuple[list[Unpaired], ReadReport]: ...
+
+
+@overload
 def read_records_with_report(
     source: str | Path,
     kind: RecordKind,
@@ -115,7 +153,18 @@ def read_records_with_report(
     split: str = "train",
     limit: int | None = None,
     on_invalid: OnInvalid = "error",
-) -> tuple[list[Record], ReadReport]:
+) -> tuple[list[Record], ReadReport]: ...
+
+
+def read_records_with_report(
+    source: str | Path,
+    kind: RecordKind,
+    fmt: str = "auto",
+    *,
+    split: str = "train",
+    limit: int | None = None,
+    on_invalid: OnInvalid = "error",
+) -> tuple[list[Any], ReadReport]:
     """:func:`read_records`, plus a :class:`ReadReport` of rows read and skipped."""
     file = str(source)
     container = _container(file, fmt)

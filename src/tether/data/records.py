@@ -43,6 +43,11 @@ class Message(BaseModel):
     content: str
 
 
+def as_messages(value: str | list[Message], role: Role) -> list[Message]:
+    """A text as one message from ``role``; a message list as it is."""
+    return [Message(role=role, content=value)] if isinstance(value, str) else list(value)
+
+
 def _form(value: object) -> str | None:
     """Union discriminator: ``"text"`` for a string, ``"chat"`` for a list, ``None`` (an error) otherwise."""
     if isinstance(value, str):

@@ -14,17 +14,45 @@ a chat template, prompt and completion are joined and a single EOS is appended.
 Truncation policy: sequences longer than ``max_length`` keep their first ``max_length`` tokens (the
 prompt side is preserved, the end of the completion is cut); an example left with no trained token is
 dropped and counted by the caller (``encode`` returns None).
+
+Size cap: before a text is rendered and tokenized, any part of it that truncation could never keep is cut
+(:meth:`ChatEncoder.char_cap`), so one huge record costs what ``max_length`` tokens cost, not its size.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from tether.data.records import Conversation, Message
+from tether.data.records import Conversation, Message, as_messages
 from tether.errors import DataError
 
 IGNORE_INDEX = -100
+Keep = Literal["start", "end"]
+
+
+def longest_token_chars(tokenizer: Any) -> int:
+    """Characters the longest vocabulary entry can stand for (a byte-level entry's length counts its bytes,
+    which is at least its characters); 64 when the tokenizer does not list its vocabulary."""
+    try:
+        return max(map(len, tokenizer.get_vocab()), default=64)
+    except (AttributeError, NotImplementedError, TypeError):
+        return 64
+
+
+def cap_text(text: str, chars: int, keep: Keep) -> str:
+    """``text`` cut to its first (``keep="start"``) or last (``"end"``) ``chars`` characters."""
+    if len(text) <= chars:
+        return text
+    return text[:chars] if keep == "start" else text[-chars:]
+
+
+def cap_messages(messages: list[Message], chars: int, keep: Keep) -> list[Message]:
+    """Every message's content capped with :func:`cap_text` (messages within the cap are kept as they are)."""
+    return [
+        m if len(m.content) <= chars else Message(role=m.role, content=cap_text(m.content, chars, keep))
+        for m in messages
+    ]
 
 
 @dataclass
@@ -60,6 +88,18 @@ class ChatEncoder:
         plain = tokenizer("a", add_special_tokens=False)["input_ids"]
         start = with_special.index(plain[0]) if plain and plain[0] in with_special else 0
         self._prefix_ids: list[int] = list(with_special[:start])
+        self.token_chars = longest_token_chars(tokenizer)
+
+    def char_cap(self, tokens: int) -> int:
+        """Characters of one message that surely hold the ``tokens`` tokens truncation may keep of it.
+
+        A token never spans more characters than the longest vocabulary entry (L, 81 for SmolLM2: a run of
+        spaces), so the first (or last) n tokens of a text lie within its first (last) n L characters. The cap
+        is twice that, so the word at the cut is far from every kept token and the kept tokens are exactly
+        those of the uncut text (unless a single word is longer than n L characters). Records as long as
+        the cap are rare; a 50 MB field is cut to 2 n L characters before the template and tokenizer see it.
+        """
+        return 2 * tokens * self.token_chars
 
     # -- rendering ---------------------------------------------------------------------------------
     def render_ids(self, messages: list[Message], *, add_generation_prompt: bool) -> list[int]:
@@ -88,8 +128,15 @@ class ChatEncoder:
 
     # -- encoding ----------------------------------------------------------------------------------
     def encode(self, conversation: Conversation) -> TokenizedExample | None:
-        """Ids and labels with the loss on every assistant turn; None if truncation leaves no label."""
-        return self._truncate(self.encode_untruncated(conversation))
+        """Ids and labels with the loss on every assistant turn; None if truncation leaves no label.
+
+        With ``max_length`` every message is first capped to :meth:`char_cap` characters (its start kept,
+        as truncation keeps the conversation's first tokens)."""
+        if self.max_length is None:
+            return self._truncate(self.encode_untruncated(conversation))
+        messages = cap_messages(conversation.messages, self.char_cap(self.max_length), "start")
+        encode = self._encode_chat if self.has_template else self._encode_plain
+        return self._truncate(encode(messages))
 
     def encode_untruncated(self, conversation: Conversation) -> TokenizedExample:
         """Ids and labels before the truncation policy is applied."""
@@ -178,12 +225,6 @@ def encode_conversations(
     return examples, report
 
 
-def _as_messages(text_or_messages: str | list[Message], role: str) -> list[Message]:
-    if isinstance(text_or_messages, str):
-        return [Message(role=role, content=text_or_messages)]
-    return list(text_or_messages)
-
-
 def token_lengths(encoder: ChatEncoder, records: list[Any], *, source: str | None = None) -> list[int]:
     """Untruncated token length of each record (for a preference pair, its longer side)."""
     whole = ChatEncoder(encoder.tokenizer)
@@ -193,9 +234,9 @@ def token_lengths(encoder: ChatEncoder, records: list[Any], *, source: str | Non
             if isinstance(record, Conversation):
                 lengths.append(len(whole.encode_untruncated(record)))
                 continue
-            prompt = _as_messages(record.prompt, "user")
+            prompt = as_messages(record.prompt, "user")
             sides = [record.chosen, record.rejected] if hasattr(record, "chosen") else [record.completion]
-            pairs = [Conversation(messages=prompt + _as_messages(side, "assistant")) for side in sides]
+            pairs = [Conversation(messages=prompt + as_messages(side, "assistant")) for side in sides]
             lengths.append(max(len(whole.encode_untruncated(pair)) for pair in pairs))
         except DataError as err:
             raise DataError(err.message, file=source, line=number, field=err.field) from err

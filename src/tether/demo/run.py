@@ -19,7 +19,6 @@ Every number is measured in the run; held-out prompts never appear in training (
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tether.atomic import atomic_write_json, atomic_write_jsonl
 from tether.config import DemoConfig, DPOConfig
 from tether.demo.dataset import DemoPrompt, load_demo_prompts
 from tether.generation import SamplingParams, make_engine
 from tether.judges.refusal_patterns import is_refusal
-from tether.models.loading import load_model, load_tokenizer, resolve
+from tether.models.loading import check_weights, load_model, load_tokenizer, resolve
 from tether.models.lora import is_peft
+from tether.runs.folders import check_run_folder, open_run_folder
 from tether.train.outputs import write_config
 from tether.train.preference import run_preference
 
@@ -140,10 +141,13 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
     console = console or Console()
     started = time.perf_counter()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out, config)
+    # The demo replaces its own earlier run (``make demo`` runs it again), never another command's run.
+    check_run_folder(out, "demo", replace_own=True)
     train, heldout = load_demo_prompts("train"), load_demo_prompts("heldout")
     tokenizer = load_tokenizer(config.model)
+    check_weights(config.model)
+    open_run_folder(out, "demo", replace_own=True)
+    write_config(out, config)
     greedy = SamplingParams(max_new_tokens=config.max_new_tokens)
     backend = config.generation_backend
 
@@ -156,7 +160,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
     samples = [flat[i * config.samples : (i + 1) * config.samples] for i in range(len(train))]
     pairs = on_policy_pairs(train, samples)
     data = out / "pairs.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in pairs))
+    atomic_write_jsonl(data, pairs)
     harmful_pairs = sum(p.kind == "harmful" for p in train for row in pairs if row["prompt"] == p.prompt)
     console.print(f"{len(pairs)} pairs: {harmful_pairs} refuse-harmful, {len(pairs) - harmful_pairs} keep-helping")
 
@@ -196,7 +200,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
         ],
         "seconds": seconds,
     }
-    (out / "demo_results.json").write_text(json.dumps(result, indent=2))
+    atomic_write_json(out / "demo_results.json", result)
     from tether.report import write_comparison_report
 
     report = write_comparison_report(

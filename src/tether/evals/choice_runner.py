@@ -17,8 +17,8 @@ from typing import Any
 
 from rich.console import Console
 
+from tether.atomic import atomic_write_json
 from tether.data.samples import ChoiceSample
-from tether.errors import TetherError
 from tether.evals.loglikelihood import option_loglikelihoods
 from tether.stats import bootstrap_mean, rate
 
@@ -133,10 +133,8 @@ def write_choice_report(path: Path, title: str, summary: dict[str, Any]) -> Path
 
 
 def run_choice_suite(config: Any, suite: Any, samples: list[ChoiceSample], store: Any, *, console: Console) -> dict:
-    if config.endpoint:
-        raise TetherError(
-            f"the {suite.name} suite scores option log-likelihoods, which chat endpoints do not return; use --model"
-        )
+    """Score every question not yet in ``store`` with the local ``config.model`` (``run_eval`` has refused
+    an endpoint), then write summary.json and report.html."""
     from rich.progress import Progress
 
     from tether.targets import LocalTarget
@@ -155,9 +153,7 @@ def run_choice_suite(config: Any, suite: Any, samples: list[ChoiceSample], store
     records = [store.records[s.id] for s in samples]
     summary = summarize_choices(suite.name, records)
     summary["identity"] = json.loads((Path(config.out) / "run.json").read_text())
-    tmp = Path(config.out) / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(Path(config.out) / "summary.json")
+    atomic_write_json(Path(config.out) / "summary.json", summary)
     write_choice_report(Path(config.out) / "report.html", f"tether eval {suite.name}: {config.model}", summary)
     overall = summary["overall"]
     parts = [

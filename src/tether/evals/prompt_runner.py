@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tether.data.records import Message
 from tether.data.samples import PromptSample
 from tether.generation import SamplingParams
 from tether.judges.verdict import Verdict, unscored
@@ -12,7 +13,7 @@ from tether.runs.store import SampleStore
 from tether.targets import Target, as_chat
 
 
-def prompt_text(prompt: str | Sequence[Any]) -> str:
+def prompt_text(prompt: str | Sequence[Message]) -> str:
     """The text a judge sees as the request: the string, or the chat's last user message."""
     if isinstance(prompt, str):
         return prompt

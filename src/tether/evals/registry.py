@@ -1,8 +1,9 @@
 """The eval-suite registry: a suite is a name, a kind and a loader from a data source to samples.
 
 Adding a suite is one small module that calls :func:`register_suite` (see ``tether.evals.suites``) plus a
-test. ``kind`` says how samples are run: ``prompt`` suites are answered by the target and judged;
-``choice`` suites are scored by the log-likelihood of each option.
+test. ``kind`` says how samples are run: ``prompt`` suites are answered by the target and judged by
+their ``scorer`` (:mod:`tether.evals.scorers`); ``choice`` suites are scored by the log-likelihood of
+each option.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tether.errors import TetherError
+from tether.evals.scorers import get_scorer
 
 SuiteKind = Literal["prompt", "choice"]
 
@@ -23,8 +25,8 @@ class Suite:
     description: str
     load: Callable[..., list[Any]]
     default_max_new_tokens: int = 256
-    scorer: Literal["refusal", "toxicity"] = "refusal"
-    """How a prompt suite's answers are judged."""
+    scorer: str = "refusal"
+    """How a prompt suite's answers are judged: a name in the scorer registry (``tether.evals.scorers``)."""
 
 
 SUITES: dict[str, Suite] = {}
@@ -36,7 +38,10 @@ def register_suite(name: str, kind: SuiteKind, description: str, **options: Any)
     def wrap(load: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
         if name in SUITES:
             raise ValueError(f"suite {name!r} is registered twice")
-        SUITES[name] = Suite(name, kind, description, load, **options)
+        suite = Suite(name, kind, description, load, **options)
+        if kind == "prompt":
+            get_scorer(suite.scorer)  # an unknown scorer fails at registration, not mid-run
+        SUITES[name] = suite
         return load
 
     return wrap

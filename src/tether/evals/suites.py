@@ -69,7 +69,10 @@ def wmdp(source: str) -> list:
 def toxicity(source: str) -> list:
     from tether.evals.toxicity import continuation_prompt
 
-    return [
-        dataclasses.replace(s, prompt=continuation_prompt(s.prompt), meta={**s.meta, "prefix": s.prompt})
-        for s in benchmarks.read_toxicity_prompts(source)
-    ]
+    samples = []
+    for s in benchmarks.read_toxicity_prompts(source):
+        assert isinstance(s.prompt, str)  # the reader makes text prefixes
+        samples.append(
+            dataclasses.replace(s, prompt=continuation_prompt(s.prompt), meta={**s.meta, "prefix": s.prompt})
+        )
+    return samples

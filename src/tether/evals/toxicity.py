@@ -38,12 +38,17 @@ class ToxicityScorer:
     ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from tether.models.weights import SAFE_LOAD, hub_pickle_refused, is_missing_safetensors, require_safetensors
+
+        require_safetensors(spec)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                spec, use_safetensors=True, trust_remote_code=trust_remote_code
+                spec, trust_remote_code=trust_remote_code, **SAFE_LOAD
             ).eval()
         except (OSError, ValueError) as err:
+            if is_missing_safetensors(err):
+                raise hub_pickle_refused(spec) from None
             raise ModelError(f"cannot load the toxicity classifier {spec!r}: {err}") from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -51,6 +51,7 @@ class VLLMEngine:
             llm_kwargs.setdefault("max_num_seqs", batch_size)
         llm_kwargs.setdefault("tokenizer", _tokenizer_folder(tokenizer) or model_path)
         llm_kwargs.setdefault("trust_remote_code", False)
+        llm_kwargs.setdefault("load_format", "safetensors")  # never fall back to pickle weights
         self.llm = vllm.LLM(model=model_path, dtype=dtype, seed=seed, **llm_kwargs)
 
     def prompt_ids(self, prompt: str | Sequence[Message]) -> list[int]:

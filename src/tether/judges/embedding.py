@@ -36,9 +36,12 @@ class SentenceEmbedder:
     def __init__(self, model_dir: str | Path | None = None, *, max_length: int = 256, batch_size: int = 64) -> None:
         from transformers import AutoModel, AutoTokenizer
 
+        from tether.models.weights import SAFE_LOAD, require_safetensors
+
         path = Path(model_dir) if model_dir is not None else embedder_dir()
+        require_safetensors(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        self.model = AutoModel.from_pretrained(path, **SAFE_LOAD).eval()
         self.max_length = max_length
         self.batch_size = batch_size
 

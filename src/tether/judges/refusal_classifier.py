@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from tether.atomic import atomic_path
 from tether.errors import DataError, ModelError
 from tether.judges.refusal_patterns import has_list, normalise, refusal_phrase
 from tether.judges.verdict import REFUSAL_LABELS
@@ -108,10 +109,8 @@ class RefusalClassifier:
 
     def save(self, path: str | Path) -> None:
         tensors = {"weight": self.weight, "bias": self.bias, "mean": self.mean, "std": self.std}
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=self.meta)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=self.meta)
 
     @classmethod
     def load(cls, path: str | Path) -> RefusalClassifier:

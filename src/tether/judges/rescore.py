@@ -1,20 +1,21 @@
 """``tether judge refusal``: label a file of (prompt, response) rows, e.g. logs or another tool's outputs.
 
 Every row is checked before any model loads (a missing or non-string field is a DataError naming the
-file, line and field); the output is written to a temporary file and renamed, so a failed run leaves no
-half-written file behind.
+file, line and field), and so is ``--output`` (a folder there is a usage error); the output is written
+atomically (:mod:`tether.atomic`), so a failed run leaves no half-written file behind.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
+from tether.atomic import atomic_open
 from tether.config import JudgeRefusalConfig
 from tether.data.readers import iter_rows
 from tether.errors import DataError
+from tether.runs.folders import check_output_file
 
 
 def read_judge_rows(path: str, prompt_field: str, response_field: str) -> list[dict[str, Any]]:
@@ -32,24 +33,18 @@ def read_judge_rows(path: str, prompt_field: str, response_field: str) -> list[d
 
 def rescore_file(config: JudgeRefusalConfig, *, judge: Any = None, batch_size: int = 256) -> Counter:
     """Write ``config.output`` (JSONL: each input row plus ``verdict``); returns the label counts."""
+    out = check_output_file(config.output)
     rows = read_judge_rows(config.input, config.prompt_field, config.response_field)
     if judge is None:
         from tether.judges.factory import make_judge
 
         judge = make_judge(config)
     counts: Counter = Counter()
-    out = Path(config.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            for start in range(0, len(rows), batch_size):
-                batch = rows[start : start + batch_size]
-                pairs = [(r[config.prompt_field], r[config.response_field]) for r in batch]
-                for row, verdict in zip(batch, judge.judge_many(pairs), strict=True):
-                    counts[verdict.label] += 1
-                    handle.write(json.dumps({**row, "verdict": verdict.to_dict()}, ensure_ascii=False) + "\n")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(out) as handle:
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            pairs = [(r[config.prompt_field], r[config.response_field]) for r in batch]
+            for row, verdict in zip(batch, judge.judge_many(pairs), strict=True):
+                counts[verdict.label] += 1
+                handle.write(json.dumps({**row, "verdict": verdict.to_dict()}, ensure_ascii=False) + "\n")
     return counts

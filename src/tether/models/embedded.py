@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether.atomic import atomic_folder
 from tether.errors import ModelError
 from tether.paths import models_dir
 
@@ -98,8 +97,7 @@ def ensure_converted(name: str, *, progress: bool = True) -> Path:
         from rich.console import Console
 
         Console(stderr=True).print(f"[bold]tether[/]: converting {source.name} to {target} (once)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:  # another process may finish first: the later one replaces it
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         gguf_model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
         config = gguf_model.config
@@ -113,12 +111,6 @@ def ensure_converted(name: str, *, progress: bool = True) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / _MARKER).write_text(json.dumps(_source_fingerprint(source), indent=2))
-        if target.exists():  # another process finished first, or a stale unmarked folder
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -132,13 +124,6 @@ def ensure_tokenizer(name: str) -> Path:
     from transformers import AutoTokenizer
 
     source = gguf_path(name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-tokenizer.", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name).save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -3,7 +3,8 @@
 Resolution order for ``spec``: an embedded default (``tether models``), an existing local folder
 (a full checkpoint, a peft adapter folder whose base model is loaded first, or a tether run folder,
 meaning its ``model/``), else a hub id passed
-to ``from_pretrained`` (needs network access). ``trust_remote_code`` stays off unless asked for.
+to ``from_pretrained`` (needs network access). ``trust_remote_code`` stays off unless asked for. Weights
+are read from safetensors only (:mod:`tether.models.weights`); a folder of pickle weights is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from tether.errors import ModelError
 from tether.models import embedded
+from tether.models.weights import SAFE_LOAD, hub_pickle_refused, is_missing_safetensors, require_safetensors
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -60,6 +62,8 @@ def adapter_base(path: str) -> str | None:
 
 
 def hub_error(spec: str, err: Exception) -> ModelError:
+    if is_missing_safetensors(err):
+        return hub_pickle_refused(spec)
     return ModelError(
         f"could not load {spec!r}: {err}. If this is a hub id, this machine needs network access to the "
         "hub (or a local copy: pass its folder). Embedded models: `tether models`."
@@ -95,12 +99,31 @@ def inner_model(model: Any) -> Any:
 
 
 def load_kwargs(dtype: str, trust_remote_code: bool) -> dict[str, Any]:
-    """``from_pretrained`` keywords for a dtype name (checked) and the remote-code switch."""
+    """``from_pretrained`` keywords for a dtype name (checked), the remote-code switch and safetensors only."""
     import torch
 
     if dtype not in DTYPES:
         raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    return {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code}
+    return {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code, **SAFE_LOAD}
+
+
+def resolve_weights(spec: str) -> tuple[str, str | None]:
+    """``(source, base)`` for loading weights: the resolved folder or hub id and, for a peft adapter
+    folder, its resolved base; every local folder is checked to hold safetensors, not pickles."""
+    source = resolve(spec)
+    require_safetensors(source)
+    base = adapter_base(source)
+    if base is not None:
+        base = resolve(base)
+        require_safetensors(base)
+    return source, base
+
+
+def check_weights(spec: str) -> None:
+    """Refuse a missing folder or pickle weights before any work: cheap (no weights read, an embedded
+    model is not converted); :func:`load_model` checks again."""
+    if spec not in embedded.EMBEDDED:
+        resolve_weights(spec)
 
 
 def load_model(
@@ -115,8 +138,7 @@ def load_model(
     """Load a causal LM. An adapter folder loads its base, then the peft adapter on top of it."""
     from transformers import AutoModelForCausalLM
 
-    source = resolve(spec)
-    base = adapter_base(source)
+    source, base = resolve_weights(spec)
     kwargs = load_kwargs(dtype, trust_remote_code)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -125,7 +147,7 @@ def load_model(
             return AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
         from peft import PeftModel
 
-        model = AutoModelForCausalLM.from_pretrained(resolve(base), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
         return PeftModel.from_pretrained(model, source, is_trainable=trainable_adapter)
     except (OSError, ValueError) as err:
         raise hub_error(spec, err) from err

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from tether.errors import ModelError
-from tether.models.loading import adapter_base, hub_error, inner_model, load_kwargs, resolve
+from tether.models.loading import hub_error, inner_model, load_kwargs, resolve_weights
 
 HEAD_NAMES = ("score", "classifier")
 
@@ -34,16 +34,16 @@ def load_scalar_model(
     """
     from transformers import AutoModelForSequenceClassification
 
-    source = resolve(spec)
-    base = adapter_base(source)
+    source, base = resolve_weights(spec)
     kwargs = {**load_kwargs(dtype, trust_remote_code), "num_labels": 1, "pad_token_id": pad_token_id}
+    kwargs["attn_implementation"] = "sdpa"  # as load_model: never eager attention's [B, H, T, T] weights
     try:
         if base is None:
             model = AutoModelForSequenceClassification.from_pretrained(source, revision=revision, **kwargs)
         else:
             from peft import PeftModel
 
-            model = AutoModelForSequenceClassification.from_pretrained(resolve(base), **kwargs)
+            model = AutoModelForSequenceClassification.from_pretrained(base, **kwargs)
             model = PeftModel.from_pretrained(model, source, is_trainable=trainable_adapter)
     except (OSError, ValueError) as err:
         raise hub_error(spec, err) from err

@@ -10,12 +10,12 @@ batch, so ``--resume`` continues a stopped campaign. Successful attacks export a
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tether.atomic import atomic_write_jsonl
 from tether.data.samples import PromptSample
 from tether.generation import SamplingParams
 from tether.judges.verdict import UNSCORED
@@ -128,8 +128,5 @@ def export_pairs(records: Sequence[dict[str, Any]], path: Path) -> int:
                 "source": f"redteam:{r['id']}",
             }
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    tmp.replace(path)
+    atomic_write_jsonl(path, rows)
     return len(rows)

@@ -567,7 +567,7 @@ _INSTRUCTIONS = rf"(?:(?:some|a|an|the)\s+)?{_ADJECTIVES}{_INSTRUCTION_NOUN}"
 
 # (pattern, rewrite) in order; the first match wins. Patterns see the request without its trailing ".?!".
 _PAST_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
-    (_rule(rf"{_POLITE}(?:can|could|would|will) you {_POLITE}(.+)"), lambda m: past_tense(m[1])),
+    (_rule(rf"{_POLITE}(?:can|could|would|will) you {_POLITE}(.+)"), lambda m: past_tense(m[1])),  # type: ignore[has-type]  # defined below
     (_rule(rf"how (?:do|can|could|should|would|might|may|will) {_SUBJECT} (.+)"), lambda m: _how_did(m[1])),
     (_rule(r"how to (.+)"), lambda m: _how_did(m[1])),
     (_rule(rf"{_POLITE}{_ASK} (?:to|{_SUBJECT} (?:can|could|would|should|might)) (.+)"), lambda m: _how_did(m[1])),
@@ -639,7 +639,7 @@ class SupportsGenerate(Protocol):
 
 Translator = Callable[[list[str]], list[str]] | SupportsGenerate
 TRANSLATE_INSTRUCTION = "Translate the following text into {language}. Reply with the translation only.\n\n{text}"
-NO_TRANSLATOR = "the translate converter needs a translator model or endpoint (--translator ...)"
+NO_TRANSLATOR = "the translate converter needs a translator: --translator-model or --translator-endpoint"
 
 
 @register_converter("translate")

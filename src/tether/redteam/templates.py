@@ -285,9 +285,9 @@ def load_jailbreak_prompts(path: str | Path, *, family: Family = "dan") -> list[
 
 def _turns(*pairs: tuple[str, str]) -> tuple[Message, ...]:
     return tuple(
-        Message(role=role, content=text)
+        message
         for asked, answered in pairs
-        for role, text in (("user", asked), ("assistant", answered))
+        for message in (Message(role="user", content=asked), Message(role="assistant", content=answered))
     )
 
 

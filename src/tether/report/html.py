@@ -7,11 +7,11 @@ take already-built fragments (or SVG from ``tether.report.plots``) and insert th
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
+
+from tether.atomic import atomic_write_text
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; color: #222; max-width: 1040px; margin: 2em auto; padding: 0 1em; }
@@ -60,17 +60,8 @@ def pre(text: str) -> str:
 
 
 def write_html(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (a temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with tmp.open("x", encoding="utf-8") as f:  # "x": never reuse a stranger's file; mode follows the umask
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write ``text`` to ``path`` atomically (:func:`tether.atomic.atomic_write_text`)."""
+    return atomic_write_text(path, text)
 
 
 def _cell(value: object) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Any
 
 import matplotlib
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
-_RC = {
+_RC: dict[Any, Any] = {
     "svg.hashsalt": "tether",
     "svg.fonttype": "none",
     "text.parse_math": False,  # labels are data: "$" must not start math mode

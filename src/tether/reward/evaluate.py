@@ -13,18 +13,19 @@ Reported (``eval.json`` and ``report.html``):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tether.atomic import atomic_write_json
 from tether.config import RMEvalConfig
 from tether.data.pair_encoding import encode_records
 from tether.data.readers import read_records_with_report
 from tether.data.tokenization import ChatEncoder
-from tether.errors import DataError, TetherError
+from tether.errors import DataError
 from tether.reward.scoring import RewardModelScorer, score_sequences
+from tether.runs.folders import check_run_folder, open_run_folder
 from tether.stats import bootstrap_mean
 
 
@@ -68,8 +69,7 @@ def summarize_rewards(
 
 def evaluate_reward_model(config: RMEvalConfig, *, console: Any = None) -> dict[str, Any]:
     out = Path(config.out)
-    if (out / "eval.json").exists() and not config.overwrite:
-        raise TetherError(f"{out} already holds an evaluation; pass --overwrite to replace it")
+    check_run_folder(out, "rm eval", overwrite=config.overwrite)
     wanted = None if config.limit is None else config.skip + config.limit
     records, report = read_records_with_report(
         config.data,
@@ -117,10 +117,8 @@ def evaluate_reward_model(config: RMEvalConfig, *, console: Any = None) -> dict[
             for c, r, cl, rl in zip(chosen, rejected, chosen_len, rejected_len, strict=True)
         ],
     }
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".eval.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out / "eval.json")
+    open_run_folder(out, "rm eval", overwrite=config.overwrite)
+    atomic_write_json(out / "eval.json", result)
     write_reward_report(out, result)
     return result
 

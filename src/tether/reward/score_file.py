@@ -1,20 +1,21 @@
 """``tether rm score``: add a ``reward`` field to every (prompt, response) row of a file.
 
-Rows are checked before the model loads (file, line and field in the error); the output is written to a
-temporary file and renamed, so a failed run leaves no half-written file.
+Rows and ``--output`` are checked before the model loads (file, line and field in the error; a folder
+where the file should be is a usage error); the output is written atomically (:mod:`tether.atomic`), so
+a failed run leaves no half-written file.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
+from tether.atomic import atomic_write_jsonl
 from tether.config import RMScoreConfig
 from tether.judges.rescore import read_judge_rows
 from tether.reward.scoring import RewardModelScorer
+from tether.runs.folders import check_output_file
 
 
 def score_file(config: RMScoreConfig) -> list[float]:
+    out = check_output_file(config.output)
     rows = read_judge_rows(config.input, config.prompt_field, config.response_field)
     scorer = RewardModelScorer.load(
         config.model,
@@ -24,14 +25,5 @@ def score_file(config: RMScoreConfig) -> list[float]:
         batch_size=config.batch_size,
     )
     rewards = scorer.score([r[config.prompt_field] for r in rows], [r[config.response_field] for r in rows])
-    out = Path(config.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            for row, reward in zip(rows, rewards, strict=True):
-                handle.write(json.dumps({**row, "reward": reward}, ensure_ascii=False) + "\n")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_jsonl(out, ({**row, "reward": reward} for row, reward in zip(rows, rewards, strict=True)))
     return rewards

@@ -85,6 +85,8 @@ def load_callable(arg: str) -> Callable[..., Any]:
         if not path.is_file():
             raise TetherError(f"--reward py:{arg}: {path} does not exist")
         spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise TetherError(f"--reward py:{arg}: {path} cannot be imported as a Python module")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     else:
@@ -162,6 +164,7 @@ class CompositeReward:
                 values = component.score([prompts[i] for i in rows], [responses[i] for i in rows])
                 for i, value in zip(rows, values, strict=True):
                     scores[i] = value
-                    totals[i] = None if value is None or totals[i] is None else totals[i] + component.weight * value
+                    total = totals[i]
+                    totals[i] = None if value is None or total is None else total + component.weight * value
             parts[component.spec] = scores
         return totals, parts

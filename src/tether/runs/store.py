@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tether.errors import TetherError
+from tether.atomic import atomic_write_json
+from tether.errors import TetherError, UsageError
 
 
 class SampleStore:
@@ -24,20 +25,18 @@ class SampleStore:
         self.records: dict[str, dict[str, Any]] = {}
         self.dropped_partial_line = False
         if self.path.exists() and not (resume or overwrite):
-            raise TetherError(f"{self.out} already holds an eval run; pass --resume to continue it or --overwrite")
+            raise UsageError(f"{self.out} already holds a run; pass --resume to continue it or --overwrite")
         self.out.mkdir(parents=True, exist_ok=True)
         if resume and self.path.exists():
             saved = json.loads(self.run_file.read_text()) if self.run_file.exists() else {}
             changed = {k: (saved.get(k), v) for k, v in identity.items() if saved.get(k) != v}
             if changed:
                 detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-                raise TetherError(f"cannot resume {self.out}: the run was made with other settings ({detail})")
+                raise UsageError(f"cannot resume {self.out}: the run was made with other settings ({detail})")
             self._load()
         else:
             self.path.unlink(missing_ok=True)
-        tmp = self.run_file.with_name(".run.json.tmp")
-        tmp.write_text(json.dumps(identity, indent=2) + "\n")
-        tmp.replace(self.run_file)
+        atomic_write_json(self.run_file, identity)
 
     def _load(self) -> None:
         raw = self.path.read_bytes()

@@ -9,13 +9,14 @@ A checkpoint folder ``step-00000010`` holds:
 - ``state.json``: step, epoch and position in the epoch's batch plan (written last).
 
 Everything is written into a hidden temporary folder and renamed into place, so a crash while saving
-never leaves a half-written checkpoint; nothing is loaded with pickle.
+never leaves a half-written checkpoint; nothing is loaded with pickle. A checkpoint damaged afterwards
+(a truncated or corrupted file) is read in full before anything is restored, and :func:`resume_latest`
+then falls back to the previous one, saying so.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -24,8 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from tether.atomic import replace_folder
 from tether.errors import TetherError
 
 PREFIX = "step-"
@@ -144,14 +147,51 @@ def save_checkpoint(
     barrier()
     if is_main:
         (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_folder(tmp, final)
         if keep is not None:
             for old in checkpoint_dirs(root)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
     barrier()
     return final
+
+
+class DamagedCheckpoint(TetherError):
+    """A checkpoint file that cannot be read (truncated, corrupted or missing)."""
+
+
+@dataclass
+class _Saved:
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: tuple[dict[str, torch.Tensor], dict[str, Any]] | None
+    state: LoopState
+
+
+def _read(path: Path, rank: int) -> _Saved:
+    """Every file of a checkpoint, read and parsed before anything is restored."""
+    current = path
+    try:
+        current = path / "trainable.safetensors"
+        weights = load_file(str(current))
+        current = path / "optimizer.safetensors"
+        optimizer_tensors = load_file(str(current))
+        current = path / "optimizer.json"
+        optimizer = _join_optimizer(optimizer_tensors, json.loads(current.read_text()))
+        current = path / "scheduler.json"
+        scheduler = json.loads(current.read_text())
+        current = path / f"rng-{rank}.safetensors"
+        rng = None
+        if current.is_file():
+            rng_tensors = load_file(str(current))
+            current = path / f"rng-{rank}.json"
+            rng = (rng_tensors, json.loads(current.read_text()))
+        current = path / "state.json"
+        state = LoopState(**json.loads(current.read_text()))
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
+        reason = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        raise DamagedCheckpoint(f"{current} cannot be read ({reason})") from None
+    return _Saved(weights, optimizer, scheduler, rng, state)
 
 
 def load_checkpoint(
@@ -162,26 +202,58 @@ def load_checkpoint(
     scheduler: Any,
     rank: int,
 ) -> LoopState:
-    """Restore weights, optimizer, scheduler and this process's RNG; returns the saved loop state."""
-    weights = load_file(str(path / "trainable.safetensors"))
+    """Restore weights, optimizer, scheduler and this process's RNG; returns the saved loop state.
+
+    Raises :class:`DamagedCheckpoint` (nothing restored) when a file cannot be read."""
+    saved = _read(path, rank)
     params = dict(model.named_parameters())
-    missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
-    unknown = [n for n in weights if n not in params]
+    missing = [n for n, p in params.items() if p.requires_grad and n not in saved.weights]
+    unknown = [n for n in saved.weights if n not in params]
     if missing or unknown:
         raise TetherError(
             f"checkpoint {path} does not match the model being trained "
             f"(missing {missing[:3]}, unexpected {unknown[:3]}); was it written with other options?"
         )
     with torch.no_grad():
-        for name, tensor in weights.items():
+        for name, tensor in saved.weights.items():
             params[name].copy_(tensor)
-    optimizer.load_state_dict(
-        _join_optimizer(
-            load_file(str(path / "optimizer.safetensors")), json.loads((path / "optimizer.json").read_text())
-        )
-    )
-    scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text()))
-    rng_file = path / f"rng-{rank}.safetensors"
-    if rng_file.is_file():
-        _set_rng_state(load_file(str(rng_file)), json.loads((path / f"rng-{rank}.json").read_text()))
-    return LoopState(**json.loads((path / "state.json").read_text()))
+    optimizer.load_state_dict(saved.optimizer)
+    scheduler.load_state_dict(saved.scheduler)
+    if saved.rng is not None:
+        _set_rng_state(*saved.rng)
+    return saved.state
+
+
+def _print_note(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]note[/]: {message}", highlight=False, soft_wrap=True)
+
+
+def resume_latest(
+    root: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    rank: int,
+    quiet: bool = False,
+) -> tuple[Path, LoopState]:
+    """Restore the newest checkpoint under ``root`` that can be read; damaged ones are skipped with a note
+    on stderr (unless ``quiet``: the other processes). Raises a one-line :class:`TetherError` when none
+    is left."""
+    candidates = checkpoint_dirs(root)
+    if not candidates:
+        raise TetherError(f"--resume: no checkpoint in {root}; start without --resume")
+    damaged = []
+    for path in reversed(candidates):
+        try:
+            state = load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, rank=rank)
+        except DamagedCheckpoint as err:
+            damaged.append(str(err))
+            continue
+        if damaged and not quiet:
+            skipped = "; ".join(damaged)
+            _print_note(f"skipped damaged checkpoint(s): {skipped}; resuming from {path} (step {state.step})")
+        return path, state
+    raise TetherError(f"--resume: no checkpoint in {root} can be read: {'; '.join(damaged)}")

@@ -25,7 +25,9 @@ from tether.losses import kto_loss
 from tether.train.logprobs import sequence_logprobs
 from tether.train.loop import TrainLoop
 from tether.train.preference import reference_scores
+from tether.train.preflight import check_memory
 from tether.train.recipe import finish, load_trainable_model, open_output, read_inputs
+from tether.train.workloads import data_facts, offline_build
 
 
 @dataclass
@@ -129,6 +131,9 @@ def run_kto(config: KTOConfig, *, console: Any = None) -> Path:
         )
     targets = [completion_example(e.prompt_ids, e.completion_ids) for e in examples]
     mismatched = mismatched_sequences(examples, config.max_length)
+    rows_held = [max(t, m, key=len) for t, m in zip(targets, mismatched, strict=True)]
+    build = offline_build(config, **data_facts(rows_held, copies=2), reference=True, kl_batch=True)
+    config = check_memory(config, build, console=console if inputs.accelerator.is_main_process else None)
     model = load_trainable_model(config)
     sequences = [seq for pair in zip(targets, mismatched, strict=True) for seq in pair]
     scores = reference_scores(config, model, sequences, inputs, console=console).tolist()

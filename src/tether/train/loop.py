@@ -32,16 +32,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from tether.atomic import atomic_write_text
 from tether.data.batching import BatchPlan
 from tether.data.tokenization import IGNORE_INDEX
 from tether.errors import TetherError, TrainingDiverged
-from tether.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
+from tether.train.checkpoint import LoopState, latest_checkpoint, resume_latest, save_checkpoint
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 """(model, batch) -> (sum of the per-unit losses of the micro-batch, extra metrics as floats)."""
 
 STEP_DELAY_ENV = "TETHER_DEBUG_STEP_DELAY"
 """Seconds to sleep after every optimizer step; only for tests that interrupt a run."""
+
+GRADS_DIR_ENV = "TETHER_DEBUG_GRADS_DIR"
+"""Folder where the main process saves the first optimizer step's gradients, reduced over processes and
+accumulated micro-batches and before clipping, as ``grads-step-1.safetensors`` (parameter name -> fp32
+gradient); only for tests that compare a data-parallel run with an accumulated one."""
 
 
 def count_label_tokens(batch: dict[str, torch.Tensor]) -> int:
@@ -244,6 +250,8 @@ class TrainLoop:
             for k, v in batch_metrics.items():
                 extra[k] = extra.get(k, 0.0) + v / len(micro)
         loss_value = (self.accelerator.reduce(loss_total, reduction="sum") / global_units).item()
+        if self.state.step == 0 and os.environ.get(GRADS_DIR_ENV):
+            self._save_grads(Path(os.environ[GRADS_DIR_ENV]))
         max_norm = self.s.max_grad_norm if self.s.max_grad_norm is not None else float("inf")
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm)
         grad_norm = float(grad_norm)
@@ -274,6 +282,16 @@ class TrainLoop:
             **extra,
         }
 
+    def _save_grads(self, folder: Path) -> None:
+        """The ``TETHER_DEBUG_GRADS_DIR`` hook: after DDP's all-reduce every process holds the same gradients."""
+        if self.accelerator.is_main_process:
+            from safetensors.torch import save_file
+
+            named = self.accelerator.unwrap_model(self.model).named_parameters()
+            grads = {n: p.grad.detach().float().cpu().contiguous() for n, p in named if p.grad is not None}
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file(grads, str(folder / "grads-step-1.safetensors"))
+
     def _log(self, metrics: dict[str, float]) -> None:
         record = {"step": self.state.step, "epoch": self.state.epoch, **metrics}
         if self.accelerator.is_main_process:
@@ -283,15 +301,13 @@ class TrainLoop:
             self.accelerator.log(metrics, step=self.state.step)
 
     def _resume(self) -> None:
-        path = latest_checkpoint(self.checkpoints)
-        if path is None:
-            raise TetherError(f"--resume: no checkpoint in {self.checkpoints}; start without --resume")
-        state = load_checkpoint(
-            path,
+        path, state = resume_latest(
+            self.checkpoints,
             model=self.accelerator.unwrap_model(self.model),
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             rank=self.rank,
+            quiet=not self.accelerator.is_main_process,
         )
         if (state.world_size, state.grad_accum) != (self.world, self.s.grad_accum):
             raise TetherError(
@@ -309,7 +325,7 @@ class TrainLoop:
                 for line in self.metrics_path.read_text().splitlines()
                 if line.strip() and json.loads(line)["step"] <= state.step
             ]
-            self.metrics_path.write_text("".join(line + "\n" for line in kept))
+            atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def _progress(self):
         return ProgressBar(

@@ -38,8 +38,10 @@ from tether.losses import (
 )
 from tether.train.logprobs import sequence_logprobs
 from tether.train.loop import TrainLoop
+from tether.train.preflight import check_memory
 from tether.train.recipe import finish, has_fresh_adapters, load_trainable_model, open_output, read_inputs
 from tether.train.reference import cache_key, cached_scores, model_fingerprint, score_examples
+from tether.train.workloads import data_facts, offline_build
 
 
 @dataclass
@@ -210,6 +212,9 @@ def run_preference(config: Any, *, console: Any = None) -> Path:
             f"[bold]{type(config).command}[/] ({name}): {report.kept} pairs "
             f"({report.truncated} truncated, {report.dropped} dropped: no completion token within max_length)"
         )
+    reference = name not in REFERENCE_FREE
+    build = offline_build(config, **data_facts(pairs, copies=2), rows_per_example=2, reference=reference)
+    config = check_memory(config, build, console=console if inputs.accelerator.is_main_process else None)
     model = load_trainable_model(config)
     rows = [PairRow(pair) for pair in pairs]
     if name not in REFERENCE_FREE:

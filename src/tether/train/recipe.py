@@ -1,8 +1,9 @@
 """What every training recipe does around its loss: validate inputs, load, create outputs, finish.
 
 A recipe (``sft.py``, ``preference.py``, ``kto.py``) is: :func:`read_inputs` (data checked and the output
-folder checked before anything is loaded), its own encoding and loss, :func:`load_trainable_model`,
-:func:`open_output`, a :class:`~tether.train.loop.TrainLoop`, then :func:`finish`.
+folder checked before anything is loaded), its own encoding and loss, the memory pre-flight
+(:func:`tether.train.preflight.check_memory`, which also resolves ``gradient_checkpointing: auto``),
+:func:`load_trainable_model`, :func:`open_output`, a :class:`~tether.train.loop.TrainLoop`, then :func:`finish`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from tether.data.readers import ReadReport, read_records_with_report
 from tether.models.loading import adapter_base, load_model, load_tokenizer, resolve
 from tether.models.lora import apply_lora, is_peft
+from tether.train.allocator import return_freed_memory
 from tether.train.loop import LoopSettings, make_accelerator, seed_everything
 from tether.train.outputs import check_output, create_output, save_final_model, write_config
 
@@ -29,6 +31,7 @@ class RecipeInputs:
 
 def read_inputs(config: Any, kind: str, *, console: Any = None) -> RecipeInputs:
     """Read and validate the data, check the output folder, then set up accelerate and the tokenizer."""
+    return_freed_memory()
     records, read_report = read_records_with_report(
         config.data,
         kind,
@@ -39,7 +42,7 @@ def read_inputs(config: Any, kind: str, *, console: Any = None) -> RecipeInputs:
     )
     if read_report.skipped and console is not None:
         console.print(f"[yellow]skipped[/]: {read_report}")
-    check_output(config.out, resume=config.resume, overwrite=config.overwrite)
+    check_output(config.out, resume=config.resume, overwrite=config.overwrite, kind=type(config).command)
     settings = LoopSettings.from_config(config)
     accelerator = make_accelerator(settings)
     seed_everything(config.seed)
@@ -64,7 +67,7 @@ def prepare_for_training(model: Any, config: Any, *, task_type: str = "CAUSAL_LM
 
     ``task_type="SEQ_CLS"`` for reward and value models: their new scalar head is trained in full.
     """
-    if getattr(config, "gradient_checkpointing", False):
+    if getattr(config, "gradient_checkpointing", False) is True:  # 'auto' is resolved by check_memory first
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora and not hasattr(model, "peft_config"):
         targets = config.lora_target_modules
@@ -87,7 +90,7 @@ def has_fresh_adapters(config: Any, model: Any) -> bool:
 def open_output(config: Any, accelerator: Any) -> None:
     """Create the output folder and write the resolved config (main process), once inputs are valid."""
     if accelerator.is_main_process:
-        create_output(config.out, resume=config.resume, overwrite=config.overwrite)
+        create_output(config.out, resume=config.resume, overwrite=config.overwrite, kind=type(config).command)
         write_config(config.out, config)
     accelerator.wait_for_everyone()
 

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from tether.atomic import atomic_path
 from tether.data.batching import collate
 from tether.data.tokenization import TokenizedExample
 from tether.paths import tether_home
@@ -126,16 +127,15 @@ def score_examples(
 def cached_scores(key: str, compute: Any, *, enabled: bool = True, is_main: bool = True, barrier: Any = None):
     """Scores from ``<cache>/<key>.safetensors`` when present, else ``compute()`` (and save them).
 
-    Returns ``(scores, hit)``. Only the main process writes, atomically (temporary file + rename).
+    Returns ``(scores, hit)``. Only the main process writes, atomically (:func:`tether.atomic.atomic_path`).
     """
     path = reference_cache_dir() / f"{key}.safetensors"
     if enabled and path.is_file():
         return load_file(str(path))["logps"], True
     scores = compute()
     if enabled and is_main:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"logps": scores.contiguous()}, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({"logps": scores.contiguous()}, str(tmp))
     if barrier is not None:
         barrier()
     return scores, False

@@ -25,7 +25,9 @@ from tether.losses.reward import bradley_terry_loss
 from tether.models.reward import load_scalar_model, sequence_rewards
 from tether.train.loop import TrainLoop
 from tether.train.preference import count_pairs
+from tether.train.preflight import check_memory
 from tether.train.recipe import finish, open_output, prepare_for_training, read_inputs
+from tether.train.workloads import data_facts, offline_build
 
 
 @dataclass
@@ -105,6 +107,8 @@ def run_reward_training(config: RMTrainConfig, *, console: Any = None) -> Path:
     if console is not None and inputs.accelerator.is_main_process:
         dropped = len(inputs.records) - len(rows)
         console.print(f"[bold]rm train[/]: {len(rows)} pairs ({dropped} dropped: no response token within max_length)")
+    build = offline_build(config, **data_facts(rows, copies=2), rows_per_example=2, scalar_head=True)
+    config = check_memory(config, build, console=console if inputs.accelerator.is_main_process else None)
     model = load_trainable_reward_model(config, inputs.tokenizer.pad_token_id)
     open_output(config, inputs.accelerator)
     loop = TrainLoop(

@@ -19,7 +19,9 @@ from tether.data.tokenization import ChatEncoder, encode_conversations
 from tether.errors import DataError
 from tether.train.logprobs import final_hidden_states, selected_logprobs
 from tether.train.loop import TrainLoop
+from tether.train.preflight import check_memory
 from tether.train.recipe import finish, load_trainable_model, open_output, read_inputs
+from tether.train.workloads import data_facts, offline_build
 
 
 def sft_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -43,6 +45,8 @@ def run_sft(config: SFTConfig, *, console: Any = None) -> Path:
             f"{report.dropped_truncated} dropped: no assistant token within max_length={config.max_length})"
         )
     rows = packed(examples, config.max_length) if config.packing else examples
+    main_console = console if accelerator.is_main_process else None
+    config = check_memory(config, offline_build(config, **data_facts(rows)), console=main_console)
     model = load_trainable_model(config)
     open_output(config, accelerator)
     loop = TrainLoop(

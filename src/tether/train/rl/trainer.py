@@ -28,21 +28,27 @@ from typing import Any
 
 import torch
 
+from tether.atomic import atomic_write_text
 from tether.data.prompts import RLPrompt, read_prompts
-from tether.errors import TetherError, TrainingDiverged
-from tether.generation.engine import GenerationEngine, SamplingParams
+from tether.data.tokenization import ChatEncoder, cap_messages
+from tether.errors import TrainingDiverged
+from tether.generation.engine import GenerationEngine, SamplingParams, chat_prompt_ids
 from tether.losses.kl import KL_ESTIMATORS, AdaptiveKLController, kl_k1
 from tether.losses.ppo import clipped_policy_loss, clipped_value_loss, masked_mean
 from tether.models.loading import load_model, load_tokenizer
 from tether.reward.sources import CompositeReward, build_components, check_reward_specs
 from tether.stats import bootstrap_mean
-from tether.train.checkpoint import LoopState, latest_checkpoint, load_checkpoint, save_checkpoint
+from tether.train.allocator import return_freed_memory
+from tether.train.checkpoint import LoopState, latest_checkpoint, resume_latest, save_checkpoint
 from tether.train.loop import LoopSettings, ProgressBar, make_accelerator, seed_everything
+from tether.train.memory import read_shape
 from tether.train.outputs import check_output, save_final_model
+from tether.train.preflight import check_memory
 from tether.train.recipe import has_fresh_adapters, load_trainable_model, open_output, prepare_for_training
 from tether.train.rl.algorithms import ALGORITHMS, Algorithm, compute_advantages, token_kl, valid_mask
 from tether.train.rl.rollout import Rollout, response_logprobs, response_values, sequence_batch
 from tether.train.rl.vllm_rollouts import policy_weights, rollout_vllm_engine
+from tether.train.workloads import rl_workload
 
 
 def _to(batch: dict[str, torch.Tensor], device: Any) -> dict[str, torch.Tensor]:
@@ -53,6 +59,7 @@ class OnlineRL:
     """Owns the models, the optimizer and the state of one run; :meth:`run` does the steps."""
 
     def __init__(self, config: Any, *, console: Any = None) -> None:
+        return_freed_memory()
         self.config = config
         self.console = console
         self.algorithm: Algorithm = ALGORITHMS[type(config).command]
@@ -63,11 +70,13 @@ class OnlineRL:
             else []
         )
         check_reward_specs(config.reward, self.prompts + self.eval_prompts)
-        check_output(config.out, resume=config.resume, overwrite=config.overwrite)
+        check_output(config.out, resume=config.resume, overwrite=config.overwrite, kind=type(config).command)
         settings = LoopSettings(out=config.out, lr=config.lr, batch_size=1, mixed_precision=config.mixed_precision)
         self.accelerator = make_accelerator(settings)
         seed_everything(config.seed)
         self.tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+        main_console = console if self.accelerator.is_main_process else None
+        self.config = config = check_memory(config, self._memory_build(), console=main_console)
         self._load_models()
         self.vllm = rollout_vllm_engine(config, self.tokenizer)
         self._weights_step = 0  # the step whose weights vLLM serves
@@ -145,8 +154,20 @@ class OnlineRL:
             chosen.append(self.prompts[order[offset]])
         return chosen
 
-    def _prompt_ids(self, engine: GenerationEngine, prompt: RLPrompt) -> list[int]:
-        return engine.prompt_ids(prompt.messages)[-self.config.max_prompt_length :]
+    def _prompt_ids(self, encoder: ChatEncoder, prompt: RLPrompt) -> list[int]:
+        """The prompt's last ``max_prompt_length`` ids; messages are cut first to the characters that can
+        hold them (:meth:`ChatEncoder.char_cap`), so a huge prompt is never tokenized whole."""
+        n = self.config.max_prompt_length
+        return chat_prompt_ids(encoder, cap_messages(prompt.messages, encoder.char_cap(n), "end"))[-n:]
+
+    def _memory_build(self) -> Any:
+        """The pre-flight's workload builder: the model's shape and the longest prompt, read once."""
+        encoder = ChatEncoder(self.tokenizer)
+        longest = max(len(self._prompt_ids(encoder, p)) for p in self.prompts + self.eval_prompts)
+        config = self.config
+        shape = read_shape(config.model, trust_remote_code=config.trust_remote_code)
+        value = self.algorithm.uses_value_model
+        return lambda c: None if shape is None else rl_workload(c, shape, longest_prompt=longest, value_model=value)
 
     @torch.no_grad()
     def sample(self, prompts: list[RLPrompt], samples: int, seed: int) -> tuple[Rollout, list[RLPrompt]]:
@@ -154,7 +175,7 @@ class OnlineRL:
         config = self.config
         engine = GenerationEngine(self.unwrapped_policy, self.tokenizer, batch_size=config.rollout_batch_size)
         expanded = [p for p in prompts for _ in range(samples)]
-        prompt_ids = [self._prompt_ids(engine, p) for p in expanded]
+        prompt_ids = [self._prompt_ids(engine.encoder, p) for p in expanded]
         params = SamplingParams(
             max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=0, seed=seed
         )
@@ -423,15 +444,13 @@ class OnlineRL:
         )
 
     def _resume(self, metrics_path: Path) -> None:
-        path = latest_checkpoint(Path(self.config.out) / "checkpoints")
-        if path is None:
-            raise TetherError(f"--resume: no checkpoint in {self.config.out}/checkpoints; start without --resume")
-        self.state = load_checkpoint(
-            path,
+        _, self.state = resume_latest(
+            Path(self.config.out) / "checkpoints",
             model=self._trainables(),
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             rank=self.accelerator.process_index,
+            quiet=not self.accelerator.is_main_process,
         )
         self.kl.load_state_dict(self.state.extra["kl"])
         if self.accelerator.is_main_process:
@@ -443,7 +462,7 @@ class OnlineRL:
                         for line in file.read_text().splitlines()
                         if line.strip() and json.loads(line)["step"] <= self.state.step - (name == "rollouts.jsonl")
                     ]
-                    file.write_text("".join(line + "\n" for line in kept))
+                    atomic_write_text(file, "".join(line + "\n" for line in kept))
 
     def finish(self) -> Path:
         out = Path(self.config.out)
@@ -452,7 +471,7 @@ class OnlineRL:
         if self.accelerator.is_main_process:
             target = save_final_model(out, self.unwrapped_policy, self.tokenizer)
             if self.value is not None:
-                self.accelerator.unwrap_model(self.value).save_pretrained(out / "value_model", safe_serialization=True)
+                save_final_model(out, self.accelerator.unwrap_model(self.value), name="value_model")
             from tether.report.rl import write_rl_report
 
             write_rl_report(out, title=f"tether {type(self.config).command}: {out}")
