@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.evals.choice_runner import bbq_bias_scores, mc2_score
+from tether.evals.choice_metrics import bbq_bias_scores, mc2_score
 
 
 def _bbq_rows() -> list[dict]:

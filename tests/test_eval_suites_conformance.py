@@ -15,6 +15,7 @@ import pytest
 
 from tether.config import EvalConfig
 from tether.data.samples import ChoiceSample, PromptSample
+from tether.evals.choice_metrics import _METRICS, get_choice_metric, list_choice_metrics, register_choice_metric
 from tether.evals.registry import list_suites
 from tether.evals.scorers import _SCORERS, get_scorer, list_scorers, register_scorer
 from tether.targets import ScriptedTarget
@@ -101,6 +102,7 @@ def test_every_registered_suite_has_an_example_and_a_known_scorer():
         assert suite.kind in ("prompt", "choice") and suite.description
         if suite.kind == "prompt":
             assert suite.scorer in list_scorers()
+        assert set(suite.metrics) <= set(list_choice_metrics())
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -153,6 +155,29 @@ def test_choice_suite_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir, 
     summary = run_eval(config)
     assert summary["overall"]["n"] == 2
     assert (tmp_path / "run" / "report.html").is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    for metric in SUITES[name].metrics:  # each named metric's figures reach the summary
+        assert set(get_choice_metric(metric)(records)) <= set(summary["overall"])
+
+
+def test_an_outside_choice_metric_registers_reaches_the_summary_and_duplicates_are_refused():
+    from tether.evals.choice_runner import summarize_choices
+
+    @register_choice_metric("first-option")
+    def first_option(records):
+        return {"first_option_share": sum(r["pred"] == 0 for r in records) / len(records)}
+
+    try:
+        records = [{"pred": p, "pred_norm": p, "correct": [1], "category": "c"} for p in (0, 0, 1, 1)]
+        summary = summarize_choices(("first-option",), records)
+        assert summary["overall"]["first_option_share"] == 0.5
+        assert summary["overall"]["acc"]["value"] == 0.5
+        with pytest.raises(Exception, match="already registered"):
+            register_choice_metric("first-option")(first_option)
+        with pytest.raises(Exception, match="unknown choice metric"):
+            summarize_choices(("no-such-metric",), records)
+    finally:
+        _METRICS.pop("first-option", None)
 
 
 def test_an_outside_scorer_registers_and_duplicates_are_refused():

@@ -17,7 +17,7 @@ from tether.config.evaluation import (
     TargetOptions,
 )
 from tether.config.files import build_config, dump_config, load_config, read_yaml, validate_file
-from tether.config.options import DataOptions, LoraOptions, ModelOptions, Options, TrainOptions
+from tether.config.options import DataOptions, LoraOptions, ModelOptions, Options, TrainingConfig, TrainOptions
 from tether.config.reward import RewardTrainOptions, RMEvalConfig, RMScoreConfig, RMTrainConfig
 from tether.config.rl import (
     RL_CONFIGS,
@@ -26,8 +26,10 @@ from tether.config.rl import (
     PolicyUpdateOptions,
     PPOConfig,
     PPOOptions,
+    RLConfig,
     RLOOConfig,
     RLOOOptions,
+    RLOptions,
     RLTrainOptions,
     RolloutOptions,
 )
@@ -41,7 +43,9 @@ from tether.config.training import (
     ORPOConfig,
     ORPOOptions,
     PairOptions,
+    PreferenceConfig,
     PreferenceOptions,
+    ReferenceConfig,
     ReferenceOptions,
     SFTConfig,
     SFTOptions,
@@ -74,14 +78,18 @@ __all__ = [
     "PPOOptions",
     "PairOptions",
     "PolicyUpdateOptions",
+    "PreferenceConfig",
     "PreferenceOptions",
+    "RLConfig",
     "RLOOConfig",
     "RLOOOptions",
+    "RLOptions",
     "RLTrainOptions",
     "RMEvalConfig",
     "RMScoreConfig",
     "RMTrainConfig",
     "RedteamConfig",
+    "ReferenceConfig",
     "ReferenceOptions",
     "RewardTrainOptions",
     "RolloutOptions",
@@ -91,6 +99,7 @@ __all__ = [
     "SimPOOptions",
     "TargetOptions",
     "TrainOptions",
+    "TrainingConfig",
     "build_config",
     "dump_config",
     "load_config",

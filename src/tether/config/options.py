@@ -128,3 +128,8 @@ class TrainOptions(Options):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     """Autocast matrix products to bf16/fp16 while weights, gradients and optimizer stay fp32 (accelerate).
     bf16 is several times faster on CPUs with AVX512-BF16 or AMX and on recent GPUs; 'no' is exact fp32."""
+
+
+class TrainingConfig(TrainOptions, DataOptions, LoraOptions, ModelOptions):
+    """What every offline training command's config holds (sft, dpo, orpo, simpo, kto, rm train): the type
+    the shared recipe steps take. Adds no field: each command's config puts its own groups first."""

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from tether.config.options import DataOptions, LoraOptions, ModelOptions, Options, TrainOptions
+from tether.config.options import Options, TrainingConfig
 
 
 class RewardTrainOptions(Options):
@@ -22,7 +22,7 @@ class RewardTrainOptions(Options):
     (Eisenstein et al. 2023; 0.01 is usual)."""
 
 
-class RMTrainConfig(RewardTrainOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions):
+class RMTrainConfig(RewardTrainOptions, TrainingConfig):
     """Train a reward model: a scalar head on a causal LM, Bradley-Terry loss on (prompt, chosen, rejected)
     pairs, with each pair's optional `margin`."""
 

@@ -180,3 +180,5 @@ class GRPOConfig(GRPOOptions, RLOptions):
 
 
 RL_CONFIGS = (PPOConfig, RLOOConfig, GRPOConfig)
+RLConfig = PPOConfig | RLOOConfig | GRPOConfig
+"""The online RL commands, which share one trainer (tether.train.rl.trainer)."""

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from tether.config.options import DataOptions, LoraOptions, ModelOptions, Options, TrainOptions
+from tether.config.options import ModelOptions, Options, TrainingConfig
 
 
 class SFTOptions(Options):
@@ -17,7 +17,7 @@ class SFTOptions(Options):
     """Pack several short examples into one sequence (attention stays within each example)."""
 
 
-class SFTConfig(SFTOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions):
+class SFTConfig(SFTOptions, TrainingConfig):
     """Supervised fine-tuning with the loss on assistant tokens only."""
 
     command: ClassVar[str] = "sft"
@@ -64,9 +64,7 @@ class DPOOptions(Options):
     """Assumed share of flipped preference labels (cdpo, robust)."""
 
 
-class DPOConfig(
-    DPOOptions, PairOptions, PreferenceOptions, ReferenceOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions
-):
+class DPOConfig(DPOOptions, PairOptions, PreferenceOptions, ReferenceOptions, TrainingConfig):
     """Direct preference optimisation and its variants on (prompt, chosen, rejected) pairs."""
 
     command: ClassVar[str] = "dpo"
@@ -79,7 +77,7 @@ class ORPOOptions(Options):
     """Weight of the odds-ratio term against the chosen NLL term."""
 
 
-class ORPOConfig(ORPOOptions, PreferenceOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions):
+class ORPOConfig(ORPOOptions, PreferenceOptions, TrainingConfig):
     """ORPO: SFT on the chosen completion plus an odds-ratio preference term; no reference model."""
 
     command: ClassVar[str] = "orpo"
@@ -94,7 +92,7 @@ class SimPOOptions(Options):
     """Target reward margin between chosen and rejected."""
 
 
-class SimPOConfig(SimPOOptions, PairOptions, PreferenceOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions):
+class SimPOConfig(SimPOOptions, PairOptions, PreferenceOptions, TrainingConfig):
     """SimPO: length-normalised log-likelihood margin with a target gap; no reference model."""
 
     command: ClassVar[str] = "simpo"
@@ -109,13 +107,17 @@ class KTOOptions(Options):
     """lambda_U, the weight of undesirable examples' losses (raise it when undesirable ones are rarer)."""
 
 
-class KTOConfig(KTOOptions, PreferenceOptions, ReferenceOptions, TrainOptions, DataOptions, LoraOptions, ModelOptions):
+class KTOConfig(KTOOptions, PreferenceOptions, ReferenceOptions, TrainingConfig):
     """KTO on unpaired (prompt, completion, label) examples; label true means desirable."""
 
     command: ClassVar[str] = "kto"
 
 
 PREFERENCE_CONFIGS = (DPOConfig, ORPOConfig, SimPOConfig)
+PreferenceConfig = DPOConfig | ORPOConfig | SimPOConfig
+"""The paired preference commands, which share one recipe (tether.train.preference)."""
+ReferenceConfig = DPOConfig | KTOConfig
+"""The commands that score a reference model once before training."""
 
 
 class DemoConfig(ModelOptions):

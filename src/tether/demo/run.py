@@ -30,6 +30,7 @@ from tether.atomic import atomic_write_json, atomic_write_jsonl
 from tether.config import DemoConfig, DPOConfig
 from tether.demo.dataset import DemoPrompt, load_demo_prompts
 from tether.generation import SamplingParams, make_engine
+from tether.generation.factory import Backend
 from tether.judges.refusal_patterns import is_refusal
 from tether.models.loading import check_weights, load_model, load_tokenizer, resolve
 from tether.models.lora import is_peft
@@ -52,10 +53,10 @@ METRICS = {
 }
 
 
-def answer(model_spec: str, prompts: list[str], params: SamplingParams, tokenizer: Any, backend: str) -> list[str]:
+def answer(model_spec: str, prompts: list[str], params: SamplingParams, tokenizer: Any, backend: Backend) -> list[str]:
     """The model's answers to ``prompts``; a LoRA run is merged first (it decodes as fast as the base)."""
     model = load_model(model_spec)
-    path = resolve(model_spec)
+    path: str | None = resolve(model_spec)
     if is_peft(model):
         model, path = model.merge_and_unload(), None
     engine = make_engine(model, tokenizer, backend=backend, model_path=path, batch_size=96, progress=True)
@@ -83,6 +84,8 @@ def on_policy_pairs(prompts: list[DemoPrompt], samples: list[list[str]]) -> list
         answers = [a for a in answers if a.strip()]
         refusals = [a for a in answers if is_refusal(a)]
         if prompt.kind == "harmful":
+            if prompt.refusal is None:
+                raise ValueError(f"demo prompt {prompt.prompt!r}: a harmful training prompt needs its written refusal")
             rows += [
                 {"prompt": prompt.prompt, "chosen": prompt.refusal, "rejected": a} for a in answers if a not in refusals
             ]
@@ -190,14 +193,15 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
     checks = verdict(rates)
     _print_results(console, heldout, before, after, rates)
     seconds = time.perf_counter() - started
+    heldout_rows = [
+        {"prompt": p.prompt, "kind": p.kind, "before": b, "after": a}
+        for p, b, a in zip(heldout, before, after, strict=True)
+    ]
     result = {
         "rates": rates,
         "checks": checks,
         "pairs": len(pairs),
-        "heldout": [
-            {"prompt": p.prompt, "kind": p.kind, "before": b, "after": a}
-            for p, b, a in zip(heldout, before, after, strict=True)
-        ],
+        "heldout": heldout_rows,
         "seconds": seconds,
     }
     atomic_write_json(out / "demo_results.json", result)
@@ -208,7 +212,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
         title="tether demo: on-policy DPO on the embedded model",
         rates=rates,
         row_labels=METRICS,
-        examples=result["heldout"],
+        examples=heldout_rows,
         notes=_notes(config, heldout, len(pairs), checks, seconds),
         training_metrics=out / "dpo" / "metrics.jsonl",
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tether.errors import TetherError
+from tether.evals.choice_metrics import get_choice_metric
 from tether.evals.scorers import get_scorer
 
 SuiteKind = Literal["prompt", "choice"]
@@ -27,6 +28,9 @@ class Suite:
     default_max_new_tokens: int = 256
     scorer: str = "refusal"
     """How a prompt suite's answers are judged: a name in the scorer registry (``tether.evals.scorers``)."""
+    metrics: tuple[str, ...] = ()
+    """What a choice suite reports beyond accuracy: names in the choice-metric registry
+    (``tether.evals.choice_metrics``)."""
 
 
 SUITES: dict[str, Suite] = {}
@@ -39,8 +43,11 @@ def register_suite(name: str, kind: SuiteKind, description: str, **options: Any)
         if name in SUITES:
             raise ValueError(f"suite {name!r} is registered twice")
         suite = Suite(name, kind, description, load, **options)
+        # An unknown scorer or metric fails at registration, not mid-run.
         if kind == "prompt":
-            get_scorer(suite.scorer)  # an unknown scorer fails at registration, not mid-run
+            get_scorer(suite.scorer)
+        for metric in suite.metrics:
+            get_choice_metric(metric)
         SUITES[name] = suite
         return load
 

@@ -22,7 +22,8 @@ Records = Sequence[dict[str, Any]]
 
 
 class Judge(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def judge_many(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]: ...
 

@@ -35,12 +35,13 @@ def xstest(source: str) -> list:
     "bbq",
     "choice",
     "BBQ JSONL (file or folder), as lm-evaluation-harness's bbq task: accuracy by context, bias scores",
+    metrics=("bbq",),
 )
 def bbq(source: str) -> list:
     return [benchmarks.lm_eval_bbq(s) for s in benchmarks.read_bbq(source, template=benchmarks.LM_EVAL_BBQ_TEMPLATE)]
 
 
-@register_suite("bbq-3", "choice", "BBQ JSONL with its own three options and a plain QA frame")
+@register_suite("bbq-3", "choice", "BBQ JSONL with its own three options and a plain QA frame", metrics=("bbq",))
 def bbq_3(source: str) -> list:
     return benchmarks.read_bbq(source)
 
@@ -50,7 +51,9 @@ def truthfulqa_mc1(source: str) -> list:
     return benchmarks.read_truthfulqa(source, mode="mc1")
 
 
-@register_suite("truthfulqa-mc2", "choice", "TruthfulQA multiple_choice (hub format): MC2 true-answer mass")
+@register_suite(
+    "truthfulqa-mc2", "choice", "TruthfulQA multiple_choice (hub format): MC2 true-answer mass", metrics=("mc2",)
+)
 def truthfulqa_mc2(source: str) -> list:
     return benchmarks.read_truthfulqa(source, mode="mc2")
 

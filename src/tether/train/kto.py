@@ -132,7 +132,7 @@ def run_kto(config: KTOConfig, *, console: Any = None) -> Path:
     targets = [completion_example(e.prompt_ids, e.completion_ids) for e in examples]
     mismatched = mismatched_sequences(examples, config.max_length)
     rows_held = [max(t, m, key=len) for t, m in zip(targets, mismatched, strict=True)]
-    build = offline_build(config, **data_facts(rows_held, copies=2), reference=True, kl_batch=True)
+    build = offline_build(config, **data_facts(rows_held, copies=2), kl_batch=True)
     config = check_memory(config, build, console=console if inputs.accelerator.is_main_process else None)
     model = load_trainable_model(config)
     sequences = [seq for pair in zip(targets, mismatched, strict=True) for seq in pair]

@@ -27,16 +27,20 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from tether.atomic import atomic_write_text
+from tether.config import TrainingConfig
 from tether.data.batching import BatchPlan
 from tether.data.tokenization import IGNORE_INDEX
 from tether.errors import TetherError, TrainingDiverged
 from tether.train.checkpoint import LoopState, latest_checkpoint, resume_latest, save_checkpoint
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 """(model, batch) -> (sum of the per-unit losses of the micro-batch, extra metrics as floats)."""
@@ -86,7 +90,8 @@ class LoopSettings:
     mixed_precision: str = "no"
 
     @classmethod
-    def from_config(cls, config: Any) -> LoopSettings:
+    def from_config(cls, config: TrainingConfig) -> LoopSettings:
+        """The loop's fields from an offline training command's config (online RL builds its own)."""
         names = cls.__dataclass_fields__
         return cls(**{k: getattr(config, k) for k in names if hasattr(config, k)})
 
@@ -355,7 +360,7 @@ class ProgressBar:
         self.total, self.start = total, start
         self.label = label
         self.info = info or (lambda m: f"loss {m['loss']:.4f}  {m['tokens_per_s']:.0f} tok/s")
-        self.progress = None
+        self.progress: Progress | None = None
 
     def __enter__(self) -> ProgressBar:
         if self.enabled:

@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
+from tether.config import DPOConfig, ORPOConfig, PairOptions, PreferenceConfig, ReferenceConfig, SimPOConfig
 from tether.data.batching import collate
 from tether.data.pair_encoding import PairExample, encode_records
 from tether.data.tokenization import ChatEncoder
 from tether.errors import DataError
 from tether.losses import (
-    REFERENCE_FREE,
     LossOutput,
     PreferenceBatchLogps,
     PreferenceLossParams,
@@ -39,7 +39,14 @@ from tether.losses import (
 from tether.train.logprobs import sequence_logprobs
 from tether.train.loop import TrainLoop
 from tether.train.preflight import check_memory
-from tether.train.recipe import finish, has_fresh_adapters, load_trainable_model, open_output, read_inputs
+from tether.train.recipe import (
+    RecipeInputs,
+    finish,
+    has_fresh_adapters,
+    load_trainable_model,
+    open_output,
+    read_inputs,
+)
 from tether.train.reference import cache_key, cached_scores, model_fingerprint, score_examples
 from tether.train.workloads import data_facts, offline_build
 
@@ -70,17 +77,25 @@ def count_pairs(batch: dict[str, torch.Tensor]) -> int:
     return batch["input_ids"].shape[0] // 2
 
 
-def loss_name(config: Any) -> str:
-    return getattr(config, "loss", None) or type(config).command
+def loss_name(config: PreferenceConfig) -> str:
+    """The loss of the paired-loss registry: DPO's ``--loss``, else the command (orpo, simpo)."""
+    return config.loss if isinstance(config, DPOConfig) else config.command
 
 
-def loss_params(config: Any) -> PreferenceLossParams:
-    return PreferenceLossParams(
-        beta=config.beta,
-        label_smoothing=getattr(config, "label_smoothing", 0.0),
-        gamma=getattr(config, "gamma", 0.5),
-        orpo_lambda=getattr(config, "orpo_lambda", 0.1),
-    )
+def loss_params(config: PreferenceConfig) -> PreferenceLossParams:
+    """The loss's hyper-parameters from the fields its command has (each loss reads only its own)."""
+    if isinstance(config, DPOConfig):
+        return PreferenceLossParams(beta=config.beta, label_smoothing=config.label_smoothing)
+    if isinstance(config, SimPOConfig):
+        return PreferenceLossParams(beta=config.beta, gamma=config.gamma)
+    if isinstance(config, ORPOConfig):
+        return PreferenceLossParams(beta=config.beta, orpo_lambda=config.orpo_lambda)
+    raise TypeError(f"not a paired preference config: {type(config).__name__}")
+
+
+def rpo_alpha(config: PreferenceConfig) -> float:
+    """Weight of the added chosen-NLL term (RPO); ORPO has its own NLL term and no such option."""
+    return config.rpo_alpha if isinstance(config, PairOptions) else 0.0
 
 
 @torch.no_grad()
@@ -99,11 +114,13 @@ def pair_metrics(out: LossOutput, logps: PreferenceBatchLogps) -> dict[str, floa
         "logps/rejected": logps.policy_rejected.mean(),
     }
     if logps.ref_chosen is not None:
-        values["logps/ref_chosen"] = logps.ref_chosen.mean()
-        values["logps/ref_rejected"] = logps.ref_rejected.mean()
-        drift = (logps.policy_chosen - logps.ref_chosen).sum() + (logps.policy_rejected - logps.ref_rejected).sum()
-        tokens = (logps.chosen_lengths.sum() + logps.rejected_lengths.sum()).clamp(min=1)
-        values["kl_estimate"] = drift / tokens
+        ref_chosen, ref_rejected, chosen_lengths, rejected_lengths = logps.require(
+            "ref_chosen", "ref_rejected", "chosen_lengths", "rejected_lengths"
+        )
+        values["logps/ref_chosen"] = ref_chosen.mean()
+        values["logps/ref_rejected"] = ref_rejected.mean()
+        drift = (logps.policy_chosen - ref_chosen).sum() + (logps.policy_rejected - ref_rejected).sum()
+        values["kl_estimate"] = drift / (chosen_lengths.sum() + rejected_lengths.sum()).clamp(min=1)
     for name, value in out.terms.items():
         values[f"terms/{name}"] = value.float().mean()
     stacked = torch.stack([v.detach().float().reshape(()) for v in values.values()]).tolist()
@@ -127,7 +144,7 @@ class PairObjective:
         )
         params = self.params
         if self.bco_mean is not None:
-            params = dataclasses.replace(params, delta=self._bco_delta(logps))
+            params = dataclasses.replace(params, delta=self._bco_delta(self.bco_mean, logps))
         out = self.loss(logps, params)
         metrics = pair_metrics(out, logps)
         if self.bco_mean is not None:
@@ -135,17 +152,18 @@ class PairObjective:
         return out.losses.sum(), metrics
 
     @torch.no_grad()
-    def _bco_delta(self, logps: PreferenceBatchLogps) -> float:
+    def _bco_delta(self, mean: RunningMean, logps: PreferenceBatchLogps) -> float:
         """BCO's reward shift: the running mean of every implicit reward so far, all processes included."""
-        rewards = self.params.beta * torch.cat(
-            [logps.policy_chosen - logps.ref_chosen, logps.policy_rejected - logps.ref_rejected]
-        )
+        ref_chosen, ref_rejected = logps.require("ref_chosen", "ref_rejected")
+        rewards = self.params.beta * torch.cat([logps.policy_chosen - ref_chosen, logps.policy_rejected - ref_rejected])
         if self.accelerator is not None and self.accelerator.num_processes > 1:
             rewards = self.accelerator.gather(rewards)
-        return self.bco_mean.update(rewards)
+        return mean.update(rewards)
 
 
-def reference_scores(config: Any, model: Any, sequences: list, inputs: Any, *, console: Any = None) -> torch.Tensor:
+def reference_scores(
+    config: ReferenceConfig, model: Any, sequences: list, inputs: RecipeInputs, *, console: Any = None
+) -> torch.Tensor:
     """Reference log-probs of ``sequences``, from the on-disk cache or computed once now."""
     spec = config.ref_model or config.model
     fingerprint = model_fingerprint(spec, revision=config.revision, dtype=config.dtype)
@@ -192,7 +210,7 @@ def reference_scores(config: Any, model: Any, sequences: list, inputs: Any, *, c
     return scores
 
 
-def run_preference(config: Any, *, console: Any = None) -> Path:
+def run_preference(config: PreferenceConfig, *, console: Any = None) -> Path:
     """Train with a paired preference loss and write ``config.out``; returns out/model."""
     name = loss_name(config)
     inputs = read_inputs(config, "preference")
@@ -212,19 +230,16 @@ def run_preference(config: Any, *, console: Any = None) -> Path:
             f"[bold]{type(config).command}[/] ({name}): {report.kept} pairs "
             f"({report.truncated} truncated, {report.dropped} dropped: no completion token within max_length)"
         )
-    reference = name not in REFERENCE_FREE
-    build = offline_build(config, **data_facts(pairs, copies=2), rows_per_example=2, reference=reference)
+    build = offline_build(config, **data_facts(pairs, copies=2), rows_per_example=2)
     config = check_memory(config, build, console=console if inputs.accelerator.is_main_process else None)
     model = load_trainable_model(config)
     rows = [PairRow(pair) for pair in pairs]
-    if name not in REFERENCE_FREE:
+    if isinstance(config, DPOConfig):  # every DPO loss has a reference (orpo and simpo are reference-free)
         sequences = [seq for pair in pairs for seq in pair.sequences()]
         scores = reference_scores(config, model, sequences, inputs, console=console).tolist()
         rows = [PairRow(pair, scores[2 * i], scores[2 * i + 1]) for i, pair in enumerate(pairs)]
     open_output(config, inputs.accelerator)
-    objective = PairObjective(
-        name, loss_params(config), rpo_alpha=getattr(config, "rpo_alpha", 0.0), accelerator=inputs.accelerator
-    )
+    objective = PairObjective(name, loss_params(config), rpo_alpha=rpo_alpha(config), accelerator=inputs.accelerator)
     loop = TrainLoop(
         inputs.settings,
         model=model,

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
+from tether.config import RLOptions, TrainingConfig
 from tether.errors import MemoryBudgetError
 from tether.train.memory import GB, Estimate, Workload, estimate
 
@@ -28,8 +29,16 @@ CHECKPOINT_PAYS = 2.0
 BUDGET_SHARE = 0.9
 """Share of the available memory a run may use by default (the rest: the OS, other processes, error)."""
 
-Build = Callable[[Any], Workload | None]
+TrainingCommand = TrainingConfig | RLOptions
+"""The configs the check runs on: every offline training command and online RL."""
+C = TypeVar("C", bound=TrainingCommand)
+Build = Callable[[C], Workload | None]
 """A command's workload for a config (None when the model's config.json cannot be read)."""
+
+
+def _updated(config: C, **update: Any) -> C:
+    """``config`` with ``update``'s fields replaced (pydantic's ``model_copy``: the same class, not re-validated)."""
+    return cast(C, config.model_copy(update=update))
 
 
 def default_budget() -> tuple[float, str]:
@@ -47,7 +56,7 @@ def default_budget() -> tuple[float, str]:
     return BUDGET_SHARE * available / processes, f"{BUDGET_SHARE:.0%} of the {available / GB:.1f} GB available{share}"
 
 
-def budget_of(config: Any) -> tuple[float | None, str]:
+def budget_of(config: TrainingCommand) -> tuple[float | None, str]:
     if config.memory_budget == 0:
         return None, "check off"
     if config.memory_budget is not None:
@@ -55,20 +64,21 @@ def budget_of(config: Any) -> tuple[float | None, str]:
     return default_budget()
 
 
-def resolve(config: Any, build: Build, budget: float | None) -> tuple[bool, Estimate | None, Estimate | None]:
+def resolve(config: C, build: Build[C], budget: float | None) -> tuple[bool, Estimate | None, Estimate | None]:
     """(checkpointing, the estimate with that choice, the estimate without checkpointing)."""
     setting = config.gradient_checkpointing
-    off = build(config.model_copy(update={"gradient_checkpointing": False}))
+    off = build(_updated(config, gradient_checkpointing=False))
     if off is None:
         return setting is True, None, None
-    without = estimate(off)
-    with_it = estimate(build(config.model_copy(update={"gradient_checkpointing": True})))
+    on = build(_updated(config, gradient_checkpointing=True))
+    assert on is not None, "a build that reads the shape for one setting reads it for both"
+    without, with_it = estimate(off), estimate(on)
     if setting == "auto":
         setting = (budget is not None and without.total > budget) or without.total >= CHECKPOINT_PAYS * with_it.total
     return bool(setting), with_it if setting else without, without
 
 
-def _candidates(config: Any) -> list[tuple[str, dict[str, Any]]]:
+def _candidates(config: TrainingCommand) -> list[tuple[str, dict[str, Any]]]:
     """Single changes to try, most preferred first: (flags, config update)."""
     out: list[tuple[str, dict[str, Any]]] = []
     if config.gradient_checkpointing is False:
@@ -77,26 +87,26 @@ def _candidates(config: Any) -> list[tuple[str, dict[str, Any]]]:
         out.append(("--mixed-precision bf16", {"mixed_precision": "bf16"}))
     if not config.lora:
         out.append(("--lora", {"lora": True}))
-    if hasattr(config, "grad_accum"):
+    sizes: dict[str, int]
+    if isinstance(config, TrainingConfig):
         b = config.batch_size
         while b > 1:
             b //= 2
             accum = config.grad_accum * config.batch_size // b
             out.append((f"--batch-size {b} --grad-accum {accum}", {"batch_size": b, "grad_accum": accum}))
-    for name in ("minibatch_size", "rollout_batch_size"):
-        value = getattr(config, name, 0)
-        while value > 1:
+        sizes = {"max_length": config.max_length}
+    else:
+        sizes = {"minibatch_size": config.minibatch_size, "rollout_batch_size": config.rollout_batch_size}
+        sizes["max_prompt_length"] = config.max_prompt_length
+    for name, value in sizes.items():
+        floor = 64 if name.startswith("max_") else 1
+        while value > floor:
             value //= 2
             out.append((f"--{name.replace('_', '-')} {value}", {name: value}))
-    length = "max_length" if hasattr(config, "max_length") else "max_prompt_length"
-    value = getattr(config, length)
-    while value > 64:
-        value //= 2
-        out.append((f"--{length.replace('_', '-')} {value}", {length: value}))
     return out
 
 
-def suggestions(config: Any, build: Build, budget: float) -> str:
+def suggestions(config: C, build: Build[C], budget: float) -> str:
     """Flags that would fit in ``budget``: each single change that fits (the mildest of a kind), else the
     first combination of changes, in order, that does."""
     fitting: list[str] = []
@@ -105,18 +115,18 @@ def suggestions(config: Any, build: Build, budget: float) -> str:
         kind = flags.split()[0]
         if kind in kinds:
             continue
-        _, est, _ = resolve(config.model_copy(update=update), build, budget)
+        _, est, _ = resolve(_updated(config, **update), build, budget)
         if est is not None and est.total <= budget:
             fitting.append(f"{flags} ({est.total / GB:.1f} GB)")
             kinds.add(kind)
     if fitting:
         return "would fit: " + "; or ".join(fitting[:4])
-    combined, flags_so_far = config, []
+    combined, flags_so_far = config, list[str]()
     est = None
     for flags, update in _candidates(config):
         if any(flags.split()[0] == f.split()[0] for f in flags_so_far):
             flags_so_far = [f for f in flags_so_far if f.split()[0] != flags.split()[0]]
-        combined = combined.model_copy(update=update)
+        combined = _updated(combined, **update)
         flags_so_far.append(flags)
         _, est, _ = resolve(combined, build, budget)
         if est is not None and est.total <= budget:
@@ -125,12 +135,12 @@ def suggestions(config: Any, build: Build, budget: float) -> str:
     return f"nothing tried fits (the smallest estimate, with {' '.join(flags_so_far)}, is {smallest})"
 
 
-def check_memory(config: Any, build: Build, *, console: Any = None) -> Any:
+def check_memory(config: C, build: Build[C], *, console: Any = None) -> C:
     """Resolve 'auto' checkpointing and refuse a run that would not fit; returns the config with
     ``gradient_checkpointing`` set to the decision (so the saved config says what ran)."""
     budget, how = budget_of(config)
     checkpointing, chosen, without = resolve(config, build, budget)
-    resolved = config.model_copy(update={"gradient_checkpointing": checkpointing})
+    resolved = _updated(config, gradient_checkpointing=checkpointing)
     if chosen is None:
         return resolved
     if budget is not None and chosen.total > budget:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tether.config import RLOptions, TrainingConfig
 from tether.data.readers import ReadReport, read_records_with_report
+from tether.data.records import RecordKind
 from tether.models.loading import adapter_base, load_model, load_tokenizer, resolve
 from tether.models.lora import apply_lora, is_peft
 from tether.train.allocator import return_freed_memory
@@ -29,7 +31,7 @@ class RecipeInputs:
     tokenizer: Any
 
 
-def read_inputs(config: Any, kind: str, *, console: Any = None) -> RecipeInputs:
+def read_inputs(config: TrainingConfig, kind: RecordKind, *, console: Any = None) -> RecipeInputs:
     """Read and validate the data, check the output folder, then set up accelerate and the tokenizer."""
     return_freed_memory()
     records, read_report = read_records_with_report(
@@ -50,7 +52,7 @@ def read_inputs(config: Any, kind: str, *, console: Any = None) -> RecipeInputs:
     return RecipeInputs(records, read_report, settings, accelerator, tokenizer)
 
 
-def load_trainable_model(config: Any) -> Any:
+def load_trainable_model(config: TrainingConfig | RLOptions) -> Any:
     """The model (with LoRA adapters when asked, gradient checkpointing when asked) from a config."""
     model = load_model(
         config.model,
@@ -62,12 +64,12 @@ def load_trainable_model(config: Any) -> Any:
     return prepare_for_training(model, config)
 
 
-def prepare_for_training(model: Any, config: Any, *, task_type: str = "CAUSAL_LM") -> Any:
+def prepare_for_training(model: Any, config: TrainingConfig | RLOptions, *, task_type: str = "CAUSAL_LM") -> Any:
     """Gradient checkpointing and fresh LoRA adapters as the config asks (an adapter folder keeps its own).
 
     ``task_type="SEQ_CLS"`` for reward and value models: their new scalar head is trained in full.
     """
-    if getattr(config, "gradient_checkpointing", False) is True:  # 'auto' is resolved by check_memory first
+    if config.gradient_checkpointing is True:  # 'auto' is resolved by check_memory first
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora and not hasattr(model, "peft_config"):
         targets = config.lora_target_modules
@@ -82,12 +84,12 @@ def prepare_for_training(model: Any, config: Any, *, task_type: str = "CAUSAL_LM
     return model
 
 
-def has_fresh_adapters(config: Any, model: Any) -> bool:
+def has_fresh_adapters(config: TrainingConfig | RLOptions, model: Any) -> bool:
     """True when ``model`` carries LoRA adapters created for this run (so disabling them gives the start)."""
     return is_peft(model) and adapter_base(resolve(config.model)) is None
 
 
-def open_output(config: Any, accelerator: Any) -> None:
+def open_output(config: TrainingConfig | RLOptions, accelerator: Any) -> None:
     """Create the output folder and write the resolved config (main process), once inputs are valid."""
     if accelerator.is_main_process:
         create_output(config.out, resume=config.resume, overwrite=config.overwrite, kind=type(config).command)
@@ -95,7 +97,7 @@ def open_output(config: Any, accelerator: Any) -> None:
     accelerator.wait_for_everyone()
 
 
-def finish(config: Any, loop: Any, tokenizer: Any, *, report_title: str | None = None) -> Path:
+def finish(config: TrainingConfig, loop: Any, tokenizer: Any, *, report_title: str | None = None) -> Path:
     """Save ``out/model`` and write ``out/report.html``; returns the model folder."""
     accelerator = loop.accelerator
     target = Path(config.out) / "model"

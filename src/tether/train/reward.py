@@ -80,7 +80,7 @@ def load_trainable_reward_model(config: RMTrainConfig, pad_token_id: int) -> Any
     return prepare_for_training(model, config, task_type="SEQ_CLS")
 
 
-def encode_reward_pairs(config: Any, records: list, lines: list[int], tokenizer: Any) -> list[RewardRow]:
+def encode_reward_pairs(config: RMTrainConfig, records: list, lines: list[int], tokenizer: Any) -> list[RewardRow]:
     """Encode and truncate pairs, keeping each one's margin (0 when the record has none)."""
     encoder = ChatEncoder(tokenizer)
     rows = []

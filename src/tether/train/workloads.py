@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tether.config import PPOConfig, ReferenceConfig, RLConfig, TrainingConfig
 from tether.train.memory import JUDGE_BYTES, WEIGHT_BYTES, ModelShape, Trained, Workload, read_shape
+from tether.train.preflight import Build
 
 
 def adapter_rank(spec: str) -> int | None:
@@ -33,7 +35,7 @@ def adapter_rank(spec: str) -> int | None:
         return None
 
 
-def trained(config: Any, *, scalar_head: bool = False) -> Trained:
+def trained(config: TrainingConfig | RLConfig, *, scalar_head: bool = False) -> Trained:
     """All weights, fresh LoRA adapters (``--lora``) or an adapter folder's own adapters."""
     rank = adapter_rank(config.model)
     if rank is None and config.lora:
@@ -44,14 +46,13 @@ def trained(config: Any, *, scalar_head: bool = False) -> Trained:
 
 
 def offline_workload(
-    config: Any,
+    config: TrainingConfig,
     shape: ModelShape,
     *,
     longest: int,
     examples: int,
     data_tokens: int,
     rows_per_example: int = 1,
-    reference: bool = False,
     kl_batch: bool = False,
     scalar_head: bool = False,
 ) -> Workload:
@@ -59,7 +60,8 @@ def offline_workload(
     micro-batch holds at most ``examples``."""
     length = min(config.max_length, longest)
     batch = min(config.batch_size, examples)
-    nograd = max(min(config.ref_batch_size, 2 * examples) if reference else 0, batch if kl_batch else 0)
+    reference = min(config.ref_batch_size, 2 * examples) if isinstance(config, ReferenceConfig) else 0
+    nograd = max(reference, batch if kl_batch else 0)
     return Workload(
         shape=shape,
         rows=rows_per_example * batch,
@@ -74,7 +76,7 @@ def offline_workload(
     )
 
 
-def reward_bytes(config: Any) -> int:
+def reward_bytes(config: RLConfig) -> int:
     """Weights of the reward models and the refusal judge that an RL run's rewards load."""
     from tether.reward.sources import parse_reward_spec
 
@@ -89,13 +91,13 @@ def reward_bytes(config: Any) -> int:
     return total
 
 
-def rl_workload(config: Any, shape: ModelShape, *, longest_prompt: int, value_model: bool) -> Workload:
+def rl_workload(config: RLConfig, shape: ModelShape, *, longest_prompt: int) -> Workload:
     """ppo/rloo/grpo: rollouts of the longest prompt plus ``max_new_tokens``."""
     length = min(config.max_prompt_length, longest_prompt) + config.max_new_tokens
     samples = config.prompts_per_step * config.samples_per_prompt
     policy = trained(config)
     fresh_lora = policy.lora_r is not None and adapter_rank(config.model) is None
-    models = (policy, trained(config, scalar_head=True)) if value_model else (policy,)
+    models = (policy, trained(config, scalar_head=True)) if isinstance(config, PPOConfig) else (policy,)
     return Workload(
         shape=shape,
         rows=min(config.minibatch_size, samples),
@@ -120,7 +122,7 @@ def data_facts(items: Sequence[Any], copies: int = 1) -> dict[str, int]:
     return {"longest": max(map(len, items)), "examples": len(items), "data_tokens": copies * sum(map(len, items))}
 
 
-def offline_build(config: Any, **facts: Any):
+def offline_build(config: TrainingConfig, **facts: Any) -> Build:
     """A :data:`~tether.train.preflight.Build` for an offline command: the model's shape is read once."""
     shape = read_shape(config.model, trust_remote_code=config.trust_remote_code, revision=config.revision)
     return lambda c: None if shape is None else offline_workload(c, shape, **facts)

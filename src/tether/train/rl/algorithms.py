@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tether.config import GRPOConfig, PPOConfig, RLConfig
 from tether.losses.group import grpo_advantages, rloo_advantages
 from tether.losses.kl import KL_ESTIMATORS
 from tether.losses.ppo import gae, masked_whiten
@@ -46,11 +47,12 @@ def valid_mask(rollout: Rollout) -> torch.Tensor:
     return rollout.mask * (~torch.isnan(rollout.scores)).float()[:, None]
 
 
-def compute_advantages(rollout: Rollout, algorithm: Algorithm, *, beta: float, config) -> None:
+def compute_advantages(rollout: Rollout, algorithm: Algorithm, *, beta: float, config: RLConfig) -> None:
     """Fill ``rollout.advantages`` (and ``returns`` for PPO)."""
     mask = valid_mask(rollout)
     scores = torch.nan_to_num(rollout.scores, nan=0.0)
-    if algorithm.name == "ppo":
+    if isinstance(config, PPOConfig):
+        assert rollout.values is not None, "PPO rollouts carry the value model's values"
         rewards = -beta * token_kl(rollout, config.kl_estimator)
         last = (rollout.mask.sum(1).long() - 1).clamp_min(0)
         rewards[torch.arange(len(rollout)), last] += scores
@@ -67,7 +69,9 @@ def compute_advantages(rollout: Rollout, algorithm: Algorithm, *, beta: float, c
     rollout.advantages = advantages * mask
 
 
-def group_advantages(rewards: torch.Tensor, group: torch.Tensor, scored: torch.Tensor, algorithm: Algorithm, config):
+def group_advantages(
+    rewards: torch.Tensor, group: torch.Tensor, scored: torch.Tensor, algorithm: Algorithm, config: RLConfig
+) -> torch.Tensor:
     """Per-sample advantages from each group's scored members (0 for the rest)."""
     out = torch.zeros_like(rewards)
     for g in group.unique():
@@ -75,8 +79,8 @@ def group_advantages(rewards: torch.Tensor, group: torch.Tensor, scored: torch.T
         if len(members) < 2:
             continue
         values = rewards[members][None, :]
-        if algorithm.name == "rloo":
-            out[members] = rloo_advantages(values)[0]
-        else:
+        if isinstance(config, GRPOConfig):
             out[members] = grpo_advantages(values, scale=config.scale_rewards)[0]
+        else:
+            out[members] = rloo_advantages(values)[0]
     return out

@@ -18,6 +18,10 @@ from torch.utils.checkpoint import checkpoint
 from tether.train.logprobs import final_hidden_states
 
 
+def _unset() -> torch.Tensor:
+    return torch.zeros(0)
+
+
 @dataclass
 class Rollout:
     """One step's samples. ``ids``: prompt + response token ids per sample."""
@@ -27,13 +31,15 @@ class Rollout:
     texts: list[str]  # decoded responses
     truncated: torch.Tensor  # [N] bool: no EOS within max_new_tokens
     group: torch.Tensor  # [N] prompt index within the step (samples of a prompt share it)
-    scores: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # [N] reward (NaN: unscored)
-    logps: torch.Tensor | None = None  # [N, R] old policy log-probs
-    ref_logps: torch.Tensor | None = None  # [N, R]
-    values: torch.Tensor | None = None  # [N, R]
-    entropy: torch.Tensor | None = None  # [N, R]
-    advantages: torch.Tensor | None = None  # [N, R]
-    returns: torch.Tensor | None = None  # [N, R]
+    scores: torch.Tensor = field(default_factory=_unset)  # [N] reward (NaN: unscored)
+    # Filled by the trainer's scoring pass (empty until then):
+    logps: torch.Tensor = field(default_factory=_unset)  # [N, R] old policy log-probs
+    ref_logps: torch.Tensor = field(default_factory=_unset)  # [N, R]
+    entropy: torch.Tensor = field(default_factory=_unset)  # [N, R]
+    advantages: torch.Tensor = field(default_factory=_unset)  # [N, R], by compute_advantages
+    # PPO only (None for RLOO and GRPO):
+    values: torch.Tensor | None = None  # [N, R] the value model's estimates
+    returns: torch.Tensor | None = None  # [N, R] GAE returns
 
     def __len__(self) -> int:
         return len(self.response_ids)
@@ -97,7 +103,8 @@ def response_logprobs(
     selected = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))[mask]
     targets = targets_full[mask]
     weight, bias = head.weight, getattr(head, "bias", None)
-    logps, entropies = [], []
+    logps: list[torch.Tensor] = []
+    entropies: list[torch.Tensor] = []
     for start in range(0, selected.shape[0], chunk_size):
         args = (selected[start : start + chunk_size], weight, bias, targets[start : start + chunk_size])
         if torch.is_grad_enabled() and (args[0].requires_grad or weight.requires_grad):
@@ -105,7 +112,8 @@ def response_logprobs(
         else:
             lp, ent = _chunk(*args, temperature, with_entropy)
         logps.append(lp)
-        entropies.append(ent.detach() if with_entropy else None)
+        if with_entropy:
+            entropies.append(ent.detach())
     out = torch.zeros(mask.shape, dtype=torch.float32, device=hidden.device)
     if logps:
         out = out.masked_scatter(mask, torch.cat(logps))

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from tether.atomic import atomic_write_text
+from tether.config import PPOConfig, RLConfig
 from tether.data.prompts import RLPrompt, read_prompts
 from tether.data.tokenization import ChatEncoder, cap_messages
 from tether.errors import TrainingDiverged
@@ -43,7 +44,7 @@ from tether.train.checkpoint import LoopState, latest_checkpoint, resume_latest,
 from tether.train.loop import LoopSettings, ProgressBar, make_accelerator, seed_everything
 from tether.train.memory import read_shape
 from tether.train.outputs import check_output, save_final_model
-from tether.train.preflight import check_memory
+from tether.train.preflight import Build, check_memory
 from tether.train.recipe import has_fresh_adapters, load_trainable_model, open_output, prepare_for_training
 from tether.train.rl.algorithms import ALGORITHMS, Algorithm, compute_advantages, token_kl, valid_mask
 from tether.train.rl.rollout import Rollout, response_logprobs, response_values, sequence_batch
@@ -58,7 +59,7 @@ def _to(batch: dict[str, torch.Tensor], device: Any) -> dict[str, torch.Tensor]:
 class OnlineRL:
     """Owns the models, the optimizer and the state of one run; :meth:`run` does the steps."""
 
-    def __init__(self, config: Any, *, console: Any = None) -> None:
+    def __init__(self, config: RLConfig, *, console: Any = None) -> None:
         return_freed_memory()
         self.config = config
         self.console = console
@@ -97,8 +98,8 @@ class OnlineRL:
             self.reference.requires_grad_(False).eval().to(self.accelerator.device)
         groups = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": config.lr}]
         value = None
-        if self.algorithm.uses_value_model:
-            value = self._load_value_model()
+        if isinstance(config, PPOConfig):
+            value = self._load_value_model(config)
             groups.append(
                 {"params": [p for p in value.parameters() if p.requires_grad], "lr": config.value_lr or config.lr}
             )
@@ -110,10 +111,9 @@ class OnlineRL:
         self.value = value if value is None else self.value
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
 
-    def _load_value_model(self) -> Any:
+    def _load_value_model(self, config: PPOConfig) -> Any:
         from tether.models.reward import load_scalar_model
 
-        config = self.config
         value = load_scalar_model(
             config.value_model or config.model,
             pad_token_id=self.tokenizer.pad_token_id,
@@ -160,14 +160,13 @@ class OnlineRL:
         n = self.config.max_prompt_length
         return chat_prompt_ids(encoder, cap_messages(prompt.messages, encoder.char_cap(n), "end"))[-n:]
 
-    def _memory_build(self) -> Any:
+    def _memory_build(self) -> Build:
         """The pre-flight's workload builder: the model's shape and the longest prompt, read once."""
         encoder = ChatEncoder(self.tokenizer)
         longest = max(len(self._prompt_ids(encoder, p)) for p in self.prompts + self.eval_prompts)
         config = self.config
         shape = read_shape(config.model, trust_remote_code=config.trust_remote_code)
-        value = self.algorithm.uses_value_model
-        return lambda c: None if shape is None else rl_workload(c, shape, longest_prompt=longest, value_model=value)
+        return lambda c: None if shape is None else rl_workload(c, shape, longest_prompt=longest)
 
     @torch.no_grad()
     def sample(self, prompts: list[RLPrompt], samples: int, seed: int) -> tuple[Rollout, list[RLPrompt]]:
@@ -213,6 +212,7 @@ class OnlineRL:
                     logps, entropy = response_logprobs(
                         policy, batch, width=width, temperature=self.config.temperature, with_entropy=True
                     )
+                    assert entropy is not None, "asked for with_entropy=True"
                     pieces["logps"].append(logps.cpu())
                     pieces["entropy"].append(entropy.cpu())
                     pieces["ref"].append(self._reference_logprobs(batch, width).cpu())
@@ -274,7 +274,8 @@ class OnlineRL:
             else:
                 policy_loss = masked_mean(terms, m)
             loss = policy_loss
-            if self.value is not None:
+            if isinstance(config, PPOConfig):
+                assert rollout.values is not None and rollout.returns is not None, "PPO rollouts carry both"
                 values = response_values(self.value, batch, width=width)
                 value_terms, value_clipped = clipped_value_loss(
                     values, take(rollout.values), take(rollout.returns), clip=config.value_clip
@@ -483,6 +484,6 @@ def _summary(record: dict[str, float]) -> str:
     return f"reward {record['reward']:.3f}  kl {record['kl']:.3f}  {record['samples_per_s']:.2f} samples/s"
 
 
-def run_online_rl(config: Any, *, console: Any = None) -> Path:
+def run_online_rl(config: RLConfig, *, console: Any = None) -> Path:
     """Train with PPO, RLOO or GRPO (by the config's command); returns out/model."""
     return OnlineRL(config, console=console).run()

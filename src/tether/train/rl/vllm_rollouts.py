@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
+from tether.config import RLConfig
 from tether.errors import TetherError
 
 
-def rollout_vllm_engine(config: Any, tokenizer: Any) -> Any:
+def rollout_vllm_engine(config: RLConfig, tokenizer: Any) -> Any:
     """A colocated vLLM engine serving the starting policy, or None for Hugging Face generate."""
     from tether.generation.factory import vllm_problem
     from tether.models.loading import resolve
