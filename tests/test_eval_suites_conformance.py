@@ -15,9 +15,9 @@ import pytest
 
 from tether.config import EvalConfig
 from tether.data.samples import ChoiceSample, PromptSample
-from tether.evals.choice_metrics import _METRICS, get_choice_metric, list_choice_metrics, register_choice_metric
+from tether.evals.choice_metrics import CHOICE_METRICS, get_choice_metric, list_choice_metrics, register_choice_metric
 from tether.evals.registry import list_suites
-from tether.evals.scorers import _SCORERS, get_scorer, list_scorers, register_scorer
+from tether.evals.scorers import SCORERS, get_scorer, list_scorers, register_scorer
 from tether.targets import ScriptedTarget
 
 
@@ -177,7 +177,7 @@ def test_an_outside_choice_metric_registers_reaches_the_summary_and_duplicates_a
         with pytest.raises(Exception, match="unknown choice metric"):
             summarize_choices(("no-such-metric",), records)
     finally:
-        _METRICS.pop("first-option", None)
+        CHOICE_METRICS.remove("first-option")
 
 
 def test_an_outside_scorer_registers_and_duplicates_are_refused():
@@ -190,4 +190,4 @@ def test_an_outside_scorer_registers_and_duplicates_are_refused():
         with pytest.raises(Exception, match="already registered"):
             register_scorer("answer-length")(AnswerLength)
     finally:
-        _SCORERS.pop("answer-length", None)
+        SCORERS.remove("answer-length")

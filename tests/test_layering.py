@@ -17,7 +17,7 @@ PACKAGE = REPO / "src" / "tether"
 
 LAYERS: list[set[str]] = [
     {"errors", "paths", "stats", "atomic", "__init__"},  # no tether imports at all (atomic: the one atomic write)
-    {"data", "report", "runs"},  # records and readers; HTML and plots; run folders
+    {"data", "report", "runs", "registry"},  # records and readers; HTML and plots; run folders; named registries
     {"models", "losses"},  # loading and wrapping models; pure loss functions
     {"config"},  # typed configs of every command (names the embedded default model)
     {"generation"},  # batched generation engines

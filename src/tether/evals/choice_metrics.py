@@ -17,35 +17,26 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tether.errors import ConfigError
+from tether.registry import Registry
 from tether.stats import bootstrap_mean, rate
 
 Records = Sequence[dict[str, Any]]
 ChoiceMetric = Callable[[Records], dict[str, Any]]
 
-_METRICS: dict[str, ChoiceMetric] = {}
+CHOICE_METRICS: Registry[ChoiceMetric] = Registry("choice metric")
 
 
 def register_choice_metric(name: str, *, replace: bool = False) -> Callable[[ChoiceMetric], ChoiceMetric]:
     """Decorator: register ``metric(records) -> {figure: value}`` as choice metric ``name``."""
-
-    def decorate(metric: ChoiceMetric) -> ChoiceMetric:
-        if name in _METRICS and not replace:
-            raise ConfigError(f"a choice metric named {name!r} is already registered; pass replace=True to override it")
-        _METRICS[name] = metric
-        return metric
-
-    return decorate
+    return CHOICE_METRICS.decorator(name, replace=replace)
 
 
 def get_choice_metric(name: str) -> ChoiceMetric:
-    if name not in _METRICS:
-        raise ConfigError(f"unknown choice metric {name!r}; registered: {', '.join(sorted(_METRICS))}")
-    return _METRICS[name]
+    return CHOICE_METRICS.get(name)
 
 
 def list_choice_metrics() -> list[str]:
-    return sorted(_METRICS)
+    return CHOICE_METRICS.names()
 
 
 def mc2_score(record: dict[str, Any]) -> float:

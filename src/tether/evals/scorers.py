@@ -17,6 +17,7 @@ from rich.table import Table
 from tether.config import EvalConfig
 from tether.errors import ConfigError
 from tether.judges.verdict import Verdict
+from tether.registry import Registry
 
 Records = Sequence[dict[str, Any]]
 
@@ -46,7 +47,7 @@ class PromptScorer(Protocol):
     def print_summary(self, console: Console, suite: str, summary: dict[str, Any]) -> None: ...
 
 
-_SCORERS: dict[str, PromptScorer] = {}
+SCORERS: Registry[PromptScorer] = Registry("scorer")
 _S = TypeVar("_S")
 
 
@@ -54,24 +55,20 @@ def register_scorer(name: str, *, replace: bool = False) -> Callable[[type[_S]],
     """Class decorator: register an instance of the class as scorer ``name``."""
 
     def decorate(cls: type[_S]) -> type[_S]:
-        if name in _SCORERS and not replace:
-            raise ConfigError(f"a scorer named {name!r} is already registered; pass replace=True to override it")
         scorer = cls()
         scorer.name = name  # type: ignore[attr-defined]
-        _SCORERS[name] = scorer  # type: ignore[assignment]
+        SCORERS.add(name, scorer, replace=replace)  # type: ignore[arg-type]
         return cls
 
     return decorate
 
 
 def get_scorer(name: str) -> PromptScorer:
-    if name not in _SCORERS:
-        raise ConfigError(f"unknown scorer {name!r}; registered: {', '.join(sorted(_SCORERS))}")
-    return _SCORERS[name]
+    return SCORERS.get(name)
 
 
 def list_scorers() -> list[str]:
-    return sorted(_SCORERS)
+    return SCORERS.names()
 
 
 @register_scorer("refusal")
