@@ -9,7 +9,6 @@ is left as it was. Append-only logs (``samples.jsonl``, ``metrics.jsonl``) are n
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -17,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from tether.jsonsafe import dumps
 
 TMP_SUFFIX = ".tmp"
 
@@ -67,15 +68,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, value: Any, *, indent: int | None = 2) -> Path:
-    """``value`` as JSON (non-ASCII kept as is) plus a final newline."""
-    return atomic_write_text(path, json.dumps(value, indent=indent, ensure_ascii=False) + "\n")
+    """``value`` as strict JSON (:func:`tether.jsonsafe.dumps`: NaN/inf as null) plus a final newline."""
+    return atomic_write_text(path, dumps(value, indent=indent) + "\n")
 
 
 def atomic_write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
-    """One JSON value per line."""
+    """One strict JSON value per line."""
     with atomic_open(path) as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(dumps(row) + "\n")
     return Path(path)
 
 

@@ -68,6 +68,14 @@ class MemoryBudgetError(TetherError):
     exit_code = 2
 
 
+class UnscoredError(TetherError):
+    """An eval or red-team run with too many unscored answers (``--max-unscored``): its summary and report
+    are written, then it fails so that a script never takes a table of unscored rows for a result (exit
+    code 4)."""
+
+    exit_code = 4
+
+
 class TrainingDiverged(TetherError):
     """Loss or gradient became NaN/inf; the last good checkpoint is kept (exit code 3)."""
 

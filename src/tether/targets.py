@@ -34,11 +34,12 @@ class Target(Protocol):
     def generate(self, chats: Sequence[Chat], params: SamplingParams) -> list[Reply]: ...
 
 
-def openai_client(base_url: str, api_key: str | None, *, timeout: float) -> Any:
-    """The official client for an OpenAI-compatible endpoint (local servers accept any key)."""
+def openai_client(base_url: str, api_key: str | None, *, timeout: float, retries: int = 2) -> Any:
+    """The official client for an OpenAI-compatible endpoint (local servers accept any key). ``retries``: the
+    client's own retries with exponential backoff, of connection errors, timeouts and HTTP 408/409/429/5xx."""
     from openai import OpenAI
 
-    return OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=2)
+    return OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=retries)
 
 
 def as_chat(prompt: str | Sequence[Message]) -> list[Message]:
@@ -117,10 +118,12 @@ class OpenAITarget:
         api_key: str | None = None,
         api_key_env: str = "TETHER_TARGET_API_KEY",
         concurrency: int = 4,
-        timeout: float = 120.0,
+        timeout: float = 60.0,
+        retries: int = 2,
         client: Any = None,
     ) -> None:
-        self.client = client or openai_client(base_url, api_key or os.environ.get(api_key_env), timeout=timeout)
+        key = api_key or os.environ.get(api_key_env)
+        self.client = client or openai_client(base_url, key, timeout=timeout, retries=retries)
         self.model = model
         self.name = f"{model}@{base_url}"
         self.concurrency = concurrency
@@ -196,7 +199,12 @@ def make_target(
         if not config.endpoint_model:
             raise ConfigError("--endpoint needs --endpoint-model (the model name to request)")
         return OpenAITarget(
-            config.endpoint, config.endpoint_model, api_key_env=config.endpoint_key_env, concurrency=config.concurrency
+            config.endpoint,
+            config.endpoint_model,
+            api_key_env=config.endpoint_key_env,
+            concurrency=config.concurrency,
+            timeout=config.request_timeout,
+            retries=config.retries,
         )
     return LocalTarget(
         model,

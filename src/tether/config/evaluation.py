@@ -4,13 +4,38 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tether.config.options import ModelOptions, Options
 
 
-class TargetOptions(Options):
+def endpoint_url(value: str | None) -> str | None:
+    """An OpenAI-compatible base URL must be http(s)://host[:port][/path]; checked before any work."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not a valid URL ({err})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host, e.g. http://localhost:8000/v1")
+    return value
+
+
+class EndpointOptions(Options):
+    panel: ClassVar[str] = "Endpoints"
+
+    request_timeout: float = Field(60.0, gt=0)
+    """Seconds one request to an endpoint (target, judge, attacker, translator) may take before it fails."""
+    retries: int = Field(2, ge=0)
+    """Retries of a failed request (connection errors, timeouts, HTTP 408/409/429/5xx), with exponential
+    backoff; a request that still fails is an unscored row, which --resume tries again."""
+
+
+class TargetOptions(EndpointOptions):
     panel: ClassVar[str] = "Target"
 
     endpoint: str | None = None
@@ -21,11 +46,19 @@ class TargetOptions(Options):
     """Environment variable holding the endpoint's API key (never put keys in configs)."""
     concurrency: int = Field(4, ge=1)
     """Requests in flight at once to --endpoint."""
+    max_unscored: float = Field(1.0, gt=0, le=1)
+    """The run fails (exit code 4, after writing its summary and report) when at least this share of its
+    answers is unscored (target errors, judge abstentions); 1.0: only when every answer is."""
     generation_backend: Literal["auto", "hf", "vllm"] = "auto"
     """Local generation engine: vLLM when installed on a GPU machine ('auto'), else Hugging Face generate."""
 
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        return endpoint_url(value)
 
-class JudgeOptions(Options):
+
+class JudgeOptions(EndpointOptions):
     panel: ClassVar[str] = "Judge"
 
     judge: Literal["phrases", "classifier", "all"] = "classifier"
@@ -39,6 +72,11 @@ class JudgeOptions(Options):
     """Environment variable holding the judge endpoint's API key."""
     judge_below: float = Field(0.7, gt=0, le=1)
     """The LLM judge re-judges answers whose classifier confidence is below this."""
+
+    @field_validator("judge_endpoint")
+    @classmethod
+    def _check_judge_endpoint(cls, value: str | None) -> str | None:
+        return endpoint_url(value)
 
 
 class EvalConfig(JudgeOptions, TargetOptions, ModelOptions):
@@ -132,6 +170,11 @@ class RedteamConfig(JudgeOptions, TargetOptions, ModelOptions):
     """Replace a campaign already in --out."""
     progress: bool = True
     """Show a progress bar."""
+
+    @field_validator("attacker_endpoint", "translator_endpoint")
+    @classmethod
+    def _check_helper_endpoints(cls, value: str | None) -> str | None:
+        return endpoint_url(value)
 
 
 class EvalRescoreConfig(JudgeOptions):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tether.jsonsafe import nan_for_null
 from tether.report.html import page, paragraph, section, table, write_html
 from tether.report.plots import grouped_bars, scatter_with_intervals
 
@@ -154,7 +155,7 @@ def merge_runs(run_dirs: Sequence[Path]) -> dict[str, dict[str, Any]]:
             if block in entry:
                 name = f"{name} ({identity.get('suite', folder)})"
                 entry = merged.setdefault(name, {"unscored": 0, "unscored_reasons": {}})
-            entry[block] = summary[block]
+            entry[block] = nan_for_null(summary[block])  # rates with no scored sample are null on disk
         entry["unscored"] += summary.get("unscored", 0)
         entry["unscored_reasons"].update(summary.get("unscored_reasons", {}))
     return merged

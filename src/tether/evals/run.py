@@ -20,7 +20,7 @@ from tether.generation import SamplingParams
 from tether.judges.factory import make_judge
 from tether.models.loading import check_weights
 from tether.runs.folders import check_run_folder, open_run_folder, run_kind
-from tether.runs.store import SampleStore
+from tether.runs.store import SampleStore, check_unscored
 from tether.targets import make_target
 
 
@@ -62,8 +62,9 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
     todo = sum(not store.done(s.id) for s in samples)
     done = len(samples) - todo
+    retried = f", {store.failed} failed requests asked again" if store.failed else ""
     console.print(
-        f"[bold]{suite.name}[/]: {len(samples)} samples ({done} already judged), "
+        f"[bold]{suite.name}[/]: {len(samples)} samples ({done} already judged{retried}), "
         f"target {target_name}, judge {judge.name}"
     )
     from rich.progress import Progress
@@ -89,6 +90,7 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
     console.print(
         f"samples: {store.path}  summary: {config.out / 'summary.json'}  report: {config.out / 'report.html'}"
     )
+    check_unscored(records, config.max_unscored)
     return summary
 
 

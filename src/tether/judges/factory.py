@@ -15,5 +15,11 @@ def make_judge(config: JudgeOptions) -> RefusalJudge:
             raise ConfigError("--judge all needs --judge-endpoint and --judge-model (an OpenAI-compatible LLM judge)")
         from tether.judges.llm_judge import LLMRefusalJudge
 
-        llm = LLMRefusalJudge(config.judge_endpoint, config.judge_model, api_key_env=config.judge_key_env)
+        llm = LLMRefusalJudge(
+            config.judge_endpoint,
+            config.judge_model,
+            api_key_env=config.judge_key_env,
+            timeout=config.request_timeout,
+            retries=config.retries,
+        )
     return RefusalJudge(layers=config.judge, llm=llm, llm_below=config.judge_below)

@@ -54,12 +54,14 @@ class LLMRefusalJudge:
         api_key: str | None = None,
         api_key_env: str = "TETHER_JUDGE_API_KEY",
         timeout: float = 60.0,
+        retries: int = 2,
         client: Any = None,
     ) -> None:
         if client is None:
             from tether.targets import openai_client
 
-            client = openai_client(base_url, api_key or os.environ.get(api_key_env), timeout=timeout)
+            key = api_key or os.environ.get(api_key_env)
+            client = openai_client(base_url, key, timeout=timeout, retries=retries)
         self.client = client
         self.model = model
 

@@ -7,7 +7,6 @@ atomically (:mod:`tether.atomic`), so a failed run leaves no half-written file b
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -15,6 +14,7 @@ from tether.atomic import atomic_open
 from tether.config import JudgeRefusalConfig
 from tether.data.readers import iter_rows
 from tether.errors import DataError
+from tether.jsonsafe import dumps
 from tether.runs.folders import check_output_file
 
 
@@ -46,5 +46,5 @@ def rescore_file(config: JudgeRefusalConfig, *, judge: Any = None, batch_size: i
             pairs = [(r[config.prompt_field], r[config.response_field]) for r in batch]
             for row, verdict in zip(batch, judge.judge_many(pairs), strict=True):
                 counts[verdict.label] += 1
-                handle.write(json.dumps({**row, "verdict": verdict.to_dict()}, ensure_ascii=False) + "\n")
+                handle.write(dumps({**row, "verdict": verdict.to_dict()}) + "\n")
     return counts

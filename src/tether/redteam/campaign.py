@@ -81,7 +81,8 @@ def run_campaign(
 
 
 def summarize_campaign(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Attack success rate (scored attempts only) by attack, by category, and by attack x category."""
+    """Attack success rate (scored attempts only) by attack, by category, and by attack x category; and the
+    share of prompts broken by at least one attack, over the prompts with a scored attempt."""
 
     def block(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         scored = [r for r in rows if r["verdict"]["label"] != UNSCORED]
@@ -95,12 +96,13 @@ def summarize_campaign(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     by_attack: dict[str, list] = defaultdict(list)
     by_category: dict[str, list] = defaultdict(list)
     cells: dict[tuple[str, str], list] = defaultdict(list)
-    prompts: dict[str, list[bool]] = defaultdict(list)
+    prompts: dict[str, list[bool]] = defaultdict(list)  # per prompt, the success of each scored attempt
     for r in records:
         by_attack[r["attack"]].append(r)
         by_category[r["category"]].append(r)
         cells[(r["attack"], r["category"])].append(r)
-        prompts[r["prompt_id"]].append(r["success"])
+        if r["verdict"]["label"] != UNSCORED:
+            prompts[r["prompt_id"]].append(r["success"])
     return {
         "attempts": len(records),
         "overall": block(records),

@@ -19,7 +19,7 @@ from tether.redteam.registry import AttackResources, attack_requirements, make_a
 from tether.report.html import page, paragraph, section, table, write_html
 from tether.report.plots import grouped_bars
 from tether.runs.folders import check_output_file, check_run_folder, open_run_folder
-from tether.runs.store import SampleStore
+from tether.runs.store import SampleStore, check_unscored
 from tether.targets import LocalTarget, OpenAITarget, make_target
 
 
@@ -29,7 +29,9 @@ def _helper_model(config: RedteamConfig, role: str) -> Any:
     if endpoint:
         if not name:
             raise ConfigError(f"--{role}-endpoint needs --{role}-endpoint-model")
-        return OpenAITarget(endpoint, name, concurrency=config.concurrency)
+        return OpenAITarget(
+            endpoint, name, concurrency=config.concurrency, timeout=config.request_timeout, retries=config.retries
+        )
     if model:
         return LocalTarget(model, backend=config.generation_backend)
     return None
@@ -145,7 +147,7 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
     from rich.progress import Progress
 
     with Progress(console=console, disable=not config.progress, transient=True) as bar:
-        task = bar.add_task("attack", total=total - len(store.records))
+        task = bar.add_task("attack", total=total - sum(map(store.done, store.records)))
         records = run_campaign(
             samples,
             attacks,
@@ -178,4 +180,5 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
     )
     if not records:
         raise TetherError("the campaign produced no attempts")
+    check_unscored(records, config.max_unscored, what="attempts")
     return summary

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tether.atomic import atomic_write_json
-from tether.errors import TetherError, UsageError
+from tether.errors import TetherError, UnscoredError, UsageError
+from tether.jsonsafe import dumps
 
 
 class SampleStore:
@@ -56,14 +58,35 @@ class SampleStore:
                 self.records[record["id"]] = record
 
     def done(self, sample_id: str) -> bool:
-        return sample_id in self.records
+        """Stored without a target error: a row whose request failed is asked again on ``--resume``."""
+        record = self.records.get(sample_id)
+        return record is not None and not record.get("error")
+
+    @property
+    def failed(self) -> int:
+        """Stored rows whose request failed (they are asked again)."""
+        return sum(1 for record in self.records.values() if record.get("error"))
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         records = list(records)
         with self.path.open("a", encoding="utf-8") as handle:
             for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.write(dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         for record in records:
             self.records[record["id"]] = record
+
+
+def check_unscored(records: Sequence[dict[str, Any]], limit: float, *, what: str = "answers") -> None:
+    """Raise :class:`UnscoredError` when at least ``limit`` of ``records`` (each with a ``verdict``) are
+    unscored, naming the most common reason; ``limit`` 1.0 fails only a run where nothing was scored."""
+    unscored = [r for r in records if r["verdict"]["label"] == "unscored"]
+    if not records or len(unscored) < limit * len(records):
+        return
+    reason, count = Counter(r["verdict"]["reason"] for r in unscored).most_common(1)[0]
+    raise UnscoredError(
+        f"{len(unscored)} of {len(records)} {what} ({len(unscored) / len(records):.0%}) are unscored, at or above "
+        f"--max-unscored {limit:g}; most common reason ({count}x): {reason[:300]}. The summary and report are "
+        "written; --resume asks the failed requests again"
+    )

@@ -37,6 +37,7 @@ from tether.config import TrainingConfig
 from tether.data.batching import BatchPlan
 from tether.data.tokenization import IGNORE_INDEX
 from tether.errors import TetherError, TrainingDiverged
+from tether.jsonsafe import dumps
 from tether.train.checkpoint import LoopState, latest_checkpoint, resume_latest, save_checkpoint
 
 if TYPE_CHECKING:
@@ -301,7 +302,7 @@ class TrainLoop:
         record = {"step": self.state.step, "epoch": self.state.epoch, **metrics}
         if self.accelerator.is_main_process:
             with self.metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(dumps(record) + "\n")
         if self.s.report_to:
             self.accelerator.log(metrics, step=self.state.step)
 

@@ -34,6 +34,7 @@ from tether.data.prompts import RLPrompt, read_prompts
 from tether.data.tokenization import ChatEncoder, cap_messages
 from tether.errors import TrainingDiverged
 from tether.generation.engine import GenerationEngine, SamplingParams, chat_prompt_ids
+from tether.jsonsafe import dumps
 from tether.losses.kl import KL_ESTIMATORS, AdaptiveKLController, kl_k1
 from tether.losses.ppo import clipped_policy_loss, clipped_value_loss, masked_mean
 from tether.models.loading import load_model, load_tokenizer
@@ -422,12 +423,12 @@ class OnlineRL:
                     "reward": None if math.isnan(score) else score,
                     "truncated": bool(rollout.truncated[i]),
                 }
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.write(dumps(row) + "\n")
 
     def _log(self, path: Path, record: dict[str, float]) -> None:
         if self.accelerator.is_main_process:
             with path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(dumps(record) + "\n")
 
     # -- checkpoints and the end ------------------------------------------------------------------------
     def save(self) -> Path:
