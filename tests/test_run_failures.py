@@ -111,8 +111,9 @@ def test_every_endpoint_flag_is_checked(tmp_path, capsys, flag):
 def test_an_endpoint_that_is_down_fails_the_run_after_writing_a_strict_summary(tmp_path, capsys):
     data, out = _advbench(tmp_path / "advbench.csv"), tmp_path / "run"
     assert _eval(data, out, _closed_port(), "--retries", "0") == 4
-    err = capsys.readouterr().err
-    assert "4 of 4 answers (100%) are unscored" in err and "APIConnectionError" in err
+    printed = capsys.readouterr()
+    assert "4 of 4 answers (100%) are unscored" in printed.err and "APIConnectionError" in printed.err
+    assert "nan" not in printed.out.lower() and "n/a" in printed.out  # no "nan%" table
     summary = _strict_json(out / "summary.json")  # rates with nothing scored are null, not NaN
     assert summary["harmful"]["overall"]["unscored"] == 4
     assert summary["harmful"]["overall"]["attack_success"]["value"] is None

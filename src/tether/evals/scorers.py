@@ -149,11 +149,12 @@ def print_refusal_summary(console: Console, name: str, summary: dict[str, Any]) 
         overall = summary[block]["overall"]
         for metric, est in overall.items():
             if isinstance(est, dict):
+                empty = est["n"] == 0  # nothing scored: no rate, not "nan%"
                 table.add_row(
                     block,
                     metric,
-                    f"{est['value']:.1%}",
-                    f"[{est['low']:.1%}, {est['high']:.1%}]",
+                    "n/a" if empty else f"{est['value']:.1%}",
+                    "" if empty else f"[{est['low']:.1%}, {est['high']:.1%}]",
                     str(overall["scored"]),
                     str(overall["unscored"]),
                 )

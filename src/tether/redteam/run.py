@@ -168,9 +168,8 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
         table_.add_column(column, justify="left" if column == "attack" else "right")
     for name, block in summary["by_attack"].items():
         e = block["attack_success"]
-        table_.add_row(
-            name, f"{e['value']:.0%}", f"[{e['low']:.0%}, {e['high']:.0%}]", str(block["n"]), str(block["unscored"])
-        )
+        rate_, interval = ("n/a", "") if e["n"] == 0 else (f"{e['value']:.0%}", f"[{e['low']:.0%}, {e['high']:.0%}]")
+        table_.add_row(name, rate_, interval, str(block["n"]), str(block["unscored"]))
     console.print(table_)
     if config.export_pairs is not None:
         n = export_pairs(records, config.export_pairs)
