@@ -1,6 +1,6 @@
 """Peak memory of every training command with its defaults, batch 8 and 1,024-token sequences.
 
-Run (the recorded benchmark; about two hours on 2 CPU cores)::
+Run (the recorded benchmark; about 70 minutes on 2 CPU cores)::
 
     .venv/bin/python benchmarks/train_memory.py --json runs/train_memory.json
 
