@@ -17,8 +17,8 @@ PACKAGE = REPO / "src" / "tether"
 
 LAYERS: list[set[str]] = [
     {"errors", "paths", "stats", "jsonsafe", "__init__"},  # no tether imports at all (jsonsafe: strict JSON)
-    {"atomic", "data", "report", "runs", "registry"},  # the one atomic write; records and readers; HTML and plots;
-    # run folders; named registries
+    {"atomic"},  # the one atomic write (strict JSON through jsonsafe)
+    {"data", "report", "runs", "registry"},  # records and readers; HTML and plots; run folders; named registries
     {"models", "losses"},  # loading and wrapping models; pure loss functions
     {"config"},  # typed configs of every command (names the embedded default model)
     {"generation"},  # batched generation engines

@@ -36,7 +36,7 @@ from tether.config import (
     validate_file,
 )
 from tether.data.readers import FORMATS
-from tether.errors import TetherError
+from tether.errors import TetherError, UsageError
 
 app = typer.Typer(
     name="tether",
@@ -265,28 +265,66 @@ def eval_suites_command() -> None:
 @judge_app.command("train-refusal")
 def train_refusal_command(
     data: Annotated[
-        Path | None, typer.Option(help="Labelled JSONL (prompt, response, label); default: shipped set.")
+        Path | None, typer.Option(help="Team-labelled JSONL (prompt, response, label); default: the shipped set.")
+    ] = None,
+    real: Annotated[
+        Path | None,
+        typer.Option(
+            help="Real answers to add: the shared judged-completions/refusal_direction.jsonl, labelled by "
+            "--real-labels (default: none)."
+        ),
+    ] = None,
+    real_labels: Annotated[
+        Path | None, typer.Option(help="Labels of --real by row key; default: the shipped team labels.")
+    ] = None,
+    hold_out: Annotated[
+        str | None, typer.Option(help="Leave this model's rows of --real out (to measure on them later).")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Classifier file to write; default: the shipped one.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the data.")] = 4,
+    top_layers: Annotated[int, typer.Option(min=1, max=6, help="Encoder layers fine-tuned, from the top.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the new head and the batch order.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Train the refusal judge's embedding classifier (L2 chosen by 5-fold cross-validation)."""
-    from tether.judges.embedding import default_embedder
+    """Fine-tune the refusal judge's cross-encoder (the packaged MiniLM) on labelled answers."""
+    from rich.progress import Progress
+
+    from tether.judges.cross_encoder import CrossEncoderSettings, train_cross_encoder
     from tether.judges.refusal_classifier import (
+        read_judged_completions,
         read_labelled,
         shipped_classifier_path,
         shipped_training_path,
-        train_refusal_classifier,
     )
 
     source = data or shipped_training_path()
     rows = read_labelled(source)
-    model, scores = train_refusal_classifier(rows, default_embedder(), source=Path(source).name)
+    sources = [f"{Path(source).name} ({len(rows)})"]
+    if real is not None:
+        answers = read_judged_completions(real, real_labels)
+        if hold_out is not None:
+            if hold_out not in {r["model"] for r in answers}:
+                raise UsageError(f"--hold-out {hold_out}: no such model in {real}")
+            answers = [r for r in answers if r["model"] != hold_out]
+        rows += answers
+        sources.append(f"{real.name}{f' without {hold_out}' if hold_out else ''} ({len(answers)})")
+    settings = CrossEncoderSettings(epochs=epochs, top_layers=top_layers, seed=seed)
     target = out or shipped_classifier_path()
+    if target.is_dir():
+        raise UsageError(f"--out {target} is a folder; name the file to write")
+    live = progress and console.is_terminal
+    with Progress(console=console, disable=not live, transient=True) as bar:
+        task = bar.add_task("train", total=None)
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total)
+            if progress and not live and (step % max(1, total // 10) == 0 or step == total):
+                console.print(f"train-refusal: step {step}/{total} loss {loss:.3f}")  # a log file sees progress
+
+        model = train_cross_encoder(rows, settings, on_step=on_step)
+    model.meta["sources"] = "; ".join(sources)
     model.save(target)
-    cv = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-    console.print(
-        f"[green]done[/]: {len(rows)} rows; cross-validated accuracy {cv}; chose l2 {model.meta['l2']} -> {target}"
-    )
+    console.print(f"[green]done[/]: trained on {' + '.join(sources)} ({len(rows)} rows) -> {target}")
 
 
 CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {

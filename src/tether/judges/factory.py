@@ -22,4 +22,6 @@ def make_judge(config: JudgeOptions) -> RefusalJudge:
             timeout=config.request_timeout,
             retries=config.retries,
         )
-    return RefusalJudge(layers=config.judge, llm=llm, llm_below=config.judge_below)
+    return RefusalJudge(
+        layers=config.judge, llm=llm, llm_below=config.judge_below, abstain_below=config.judge_abstain_below
+    )
