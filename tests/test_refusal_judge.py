@@ -233,6 +233,7 @@ def test_judge_refusal_command_labels_a_file_and_rejects_bad_rows(tmp_path):
     assert not (tmp_path / "bad_out.jsonl").exists()
 
 
+@pytest.mark.integration  # loads the shipped cross-encoder and judges 481 answers
 @needs_embedder
 def test_layered_judge_agrees_with_human_labels_better_than_string_matching():
     """On the team-labelled evaluation set (its prompts are disjoint from every training row): binary
