@@ -158,7 +158,7 @@ def test_register_a_function_and_a_class() -> None:
         with pytest.raises(ConfigError, match="already registered"):
             register_converter("test_reverse")(reverse)
     finally:
-        del conv._CONVERTERS["test_reverse"], conv._CONVERTERS["test_shout"]
+        del conv.registry._CONVERTERS["test_reverse"], conv.registry._CONVERTERS["test_shout"]
 
 
 def test_chain_applies_in_order_and_decodes_in_reverse() -> None:
