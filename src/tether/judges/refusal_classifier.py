@@ -17,13 +17,13 @@ set, and each chat model's answers with a classifier trained without that model
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tether.data.readers import iter_rows
 from tether.errors import DataError
 from tether.judges.cross_encoder import RefusalCrossEncoder
 from tether.judges.verdict import REFUSAL_LABELS
@@ -55,18 +55,8 @@ def shipped_classifier() -> RefusalCrossEncoder:
 
 
 def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"not valid JSON ({err.msg})", file=path, line=number) from None
-        if not isinstance(row, dict):
-            raise DataError("expected a JSON object", file=path, line=number)
-        rows.append((number, row))
-    return rows
+    """``(line, row)`` of a JSONL file; a malformed line is a located DataError (:func:`iter_rows`)."""
+    return list(iter_rows(path, "jsonl"))
 
 
 def read_labelled(path: str | Path) -> list[dict[str, Any]]:
