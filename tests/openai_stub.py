@@ -1,7 +1,8 @@
 """A minimal OpenAI-compatible chat-completions server for tests (standard library only).
 
-``reply(messages) -> str`` scripts the answers; raising ``RuntimeError`` makes the request fail with HTTP
-500. Records every request it receives.
+``reply(messages) -> str`` scripts the chat answers; raising ``RuntimeError`` makes the request fail with
+HTTP 500. ``complete(prompt)`` scripts ``/completions`` (a text, or a text and the first token's top
+log-probabilities); without it that path answers 404. Records every request it receives.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def openai_stub(reply: Callable[[list[dict]], str], *, api_key: str | None = None) -> Iterator[tuple[str, list[dict]]]:
+def openai_stub(
+    reply: Callable[[list[dict]], str],
+    *,
+    api_key: str | None = None,
+    complete: Callable[[str], str | tuple[str, dict[str, float]]] | None = None,
+) -> Iterator[tuple[str, list[dict]]]:
     """Yields (base_url, requests)."""
     requests: list[dict] = []
 
@@ -36,6 +42,9 @@ def openai_stub(reply: Callable[[list[dict]], str], *, api_key: str | None = Non
             if api_key is not None and self.headers.get("Authorization") != f"Bearer {api_key}":
                 self._send(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
                 return
+            if self.path.endswith("/v1/completions") and complete is not None:
+                self._complete(body)
+                return
             if not self.path.endswith("/chat/completions"):
                 self._send(404, {"error": {"message": "not found"}})
                 return
@@ -54,6 +63,34 @@ def openai_stub(reply: Callable[[list[dict]], str], *, api_key: str | None = Non
                     "choices": [
                         {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
                     ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                },
+            )
+
+        def _complete(self, body: dict) -> None:
+            try:
+                answer = complete(body["prompt"])  # type: ignore[misc]
+            except RuntimeError as err:
+                self._send(500, {"error": {"message": str(err), "type": "server_error"}})
+                return
+            text, top = answer if isinstance(answer, tuple) else (answer, None)
+            logprobs = None
+            if top is not None and body.get("logprobs"):
+                logprobs = {
+                    "tokens": [text],
+                    "token_logprobs": [top.get(text)],
+                    "top_logprobs": [top],
+                    "text_offset": [0],
+                }
+            choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": "stop"}
+            self._send(
+                200,
+                {
+                    "id": "cmpl-test",
+                    "object": "text_completion",
+                    "created": 0,
+                    "model": body.get("model", "stub"),
+                    "choices": [choice],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 },
             )

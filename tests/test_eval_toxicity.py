@@ -5,32 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-
-
-@pytest.fixture(scope="module")
-def tiny_classifier(tmp_path_factory, tokenizer_dir):
-    """A tiny random Llama sequence classifier whose labels are non_toxic / toxic."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_labels=2,
-        id2label={0: "non_toxic", 1: "toxic"},
-        label2id={"non_toxic": 0, "toxic": 1},
-        pad_token_id=tok.pad_token_id or tok.eos_token_id,
-    )
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tox")
-    LlamaForSequenceClassification(config).save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    return out
 
 
 def test_scorer_finds_the_toxic_label_and_returns_its_probability(tiny_classifier):

@@ -152,7 +152,7 @@ def test_overwrite_then_a_crash_leaves_no_old_result_beside_the_new_run(tmp_path
         assert done.value.code == 0
         assert (out / "summary.json").is_file() and (out / "report.html").is_file()
 
-        def crash(records):
+        def crash(records, **judges):
             raise RuntimeError("crash after the answers were stored")
 
         monkeypatch.setattr("tether.evals.summary.summarize_prompt_run", crash)  # the refusal scorer reads it there

@@ -262,6 +262,22 @@ def eval_suites_command() -> None:
     console.print(table)
 
 
+@app.command("judges")
+def judges_command() -> None:
+    """List the judges `--judge` (refusal) and `--harm-judge` (harm) accept."""
+    from rich.table import Table
+
+    from tether.judges.registry import JUDGES
+
+    table = Table(title="Judges")
+    for column in ("name", "answers", "runs", "default weights", "about"):
+        table.add_column(column)
+    for name in JUDGES.names():
+        spec = JUDGES.get(name)
+        table.add_row(name, ", ".join(spec.answers), spec.runs, spec.default_model or "packaged", spec.summary)
+    console.print(table)
+
+
 @judge_app.command("train-refusal")
 def train_refusal_command(
     data: Annotated[

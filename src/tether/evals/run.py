@@ -17,7 +17,7 @@ from tether.evals.report import write_eval_report
 from tether.evals.scorers import get_scorer, print_refusal_summary
 from tether.evals.summary import summarize_prompt_run
 from tether.generation import SamplingParams
-from tether.judges.factory import make_judge
+from tether.judges.factory import make_harm_judge, make_judge
 from tether.models.loading import check_weights
 from tether.runs.folders import check_run_folder, open_run_folder, run_kind
 from tether.runs.store import SampleStore, check_unscored
@@ -55,6 +55,7 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
         check_weights(config.model)  # before the folder is opened
         return run_choice_suite(config, suite, samples, _open_store(config, identity, console), console=console)
     judge = scorer.make_judge(config)
+    harm_judge = scorer.make_harm_judge(config)
     target = make_target(
         config, model=config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code, progress=False
     )
@@ -65,7 +66,7 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
     retried = f", {store.failed} failed requests asked again" if store.failed else ""
     console.print(
         f"[bold]{suite.name}[/]: {len(samples)} samples ({done} already judged{retried}), "
-        f"target {target_name}, judge {judge.name}"
+        f"target {target_name}, judge {judge.name}" + (f", harm judge {harm_judge.name}" if harm_judge else "")
     )
     from rich.progress import Progress
 
@@ -80,6 +81,7 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
             store=store,
             batch_size=config.batch_size,
             on_batch=lambda n: bar.advance(task, n),
+            harm_judge=harm_judge,
         )
     summary = scorer.summarize(records, config)
     summary.update(identity=identity, judge_name=judge.name)
@@ -125,17 +127,27 @@ def rescore_eval(config: EvalRescoreConfig, *, console: Console | None = None) -
         raise UsageError(f"{out}: only prompt suites have answers to re-judge (this run is {identity['suite']})")
     records = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines() if line.strip()]
     judge = make_judge(config)
+    harm_judge = make_harm_judge(config)
     judged = [i for i, r in enumerate(records) if not r.get("error")]
     pairs = [(prompt_text(records[i]["prompt"]), records[i]["response"]) for i in judged]
     for i, verdict in zip(judged, judge.judge_many(pairs), strict=True):
         records[i]["verdict"] = verdict.to_dict()
+    if harm_judge is not None:
+        harmful = [i for i in judged if records[i]["expected"] == "refuse"]
+        harm_pairs = [(prompt_text(records[i]["prompt"]), records[i]["response"]) for i in harmful]
+        for i, verdict in zip(harmful, harm_judge.judge_many(harm_pairs), strict=True):
+            records[i]["harm_verdict"] = verdict.to_dict()
     for r in records:
+        if harm_judge is None:
+            r.pop("harm_verdict", None)  # a verdict of the judge used before would mislabel the new rates
         if r.get("error"):
             r["verdict"] = unscored(f"target error: {r['error']}", "target").to_dict()
+            if harm_judge is not None and r["expected"] == "refuse":
+                r["harm_verdict"] = r["verdict"]
     atomic_write_jsonl(samples, records)
-    identity["judge"] = config.judge
+    identity["judge"] = config.judge + (f" + harm: {config.harm_judge}" if config.harm_judge else "")
     atomic_write_json(run_file, identity)
-    summary = summarize_prompt_run(records)
+    summary = summarize_prompt_run(records, judge=config.judge, harm_judge=config.harm_judge)
     summary.update(identity=identity, judge_name=judge.name)
     atomic_write_json(out / "summary.json", summary)
     target = identity["target"]

@@ -40,6 +40,10 @@ class PromptScorer(Protocol):
         """The judge; a misconfiguration raises here, before any model loads."""
         ...
 
+    def make_harm_judge(self, config: EvalConfig) -> Judge | None:
+        """The harm judge of the answers to harmful prompts, where the scorer uses one (else None)."""
+        ...
+
     def summarize(self, records: Records, config: EvalConfig) -> dict[str, Any]: ...
 
     def write_report(self, path: Path, title: str, target: str, summary: dict[str, Any], records: Records) -> None: ...
@@ -78,17 +82,22 @@ class RefusalScorer:
     name = "refusal"
 
     def judged_by(self, config: EvalConfig) -> str:
-        return config.judge
+        return config.judge + (f" + harm: {config.harm_judge}" if config.harm_judge else "")
 
     def make_judge(self, config: EvalConfig) -> Judge:
         from tether.judges.factory import make_judge
 
         return make_judge(config)
 
+    def make_harm_judge(self, config: EvalConfig) -> Judge | None:
+        from tether.judges.factory import make_harm_judge
+
+        return make_harm_judge(config)
+
     def summarize(self, records: Records, config: EvalConfig) -> dict[str, Any]:
         from tether.evals.summary import summarize_prompt_run
 
-        return summarize_prompt_run(records)
+        return summarize_prompt_run(records, judge=config.judge, harm_judge=config.harm_judge)
 
     def write_report(self, path: Path, title: str, target: str, summary: dict[str, Any], records: Records) -> None:
         from tether.evals.report import write_eval_report
@@ -119,6 +128,11 @@ class ToxicityScoring:
         scorer = make_toxicity_scorer(config.toxicity_model, label=config.toxicity_label)
         return ToxicityJudge(scorer, threshold=config.toxicity_threshold)
 
+    def make_harm_judge(self, config: EvalConfig) -> Judge | None:
+        if config.harm_judge:
+            raise ConfigError("--harm-judge does not apply to the toxicity suite (its classifier is the judge)")
+        return None
+
     def summarize(self, records: Records, config: EvalConfig) -> dict[str, Any]:
         from tether.evals.toxicity import summarize_toxicity
 
@@ -141,8 +155,8 @@ class ToxicityScoring:
 
 def print_refusal_summary(console: Console, name: str, summary: dict[str, Any]) -> None:
     table = Table(title=f"{name}: rates with 95% bootstrap intervals")
-    for column in ("prompts", "metric", "rate", "95% CI", "scored", "unscored"):
-        table.add_column(column, justify="left" if column in ("prompts", "metric") else "right")
+    for column in ("prompts", "metric", "rate", "95% CI", "scored", "unscored", "judge"):
+        table.add_column(column, justify="left" if column in ("prompts", "metric", "judge") else "right")
     for block in ("harmful", "safe"):
         if block not in summary:
             continue
@@ -155,7 +169,8 @@ def print_refusal_summary(console: Console, name: str, summary: dict[str, Any]) 
                     metric,
                     "n/a" if empty else f"{est['value']:.1%}",
                     "" if empty else f"[{est['low']:.1%}, {est['high']:.1%}]",
-                    str(overall["scored"]),
-                    str(overall["unscored"]),
+                    str(est["n"]),
+                    str(est.get("unscored", overall["unscored"])),
+                    str(est.get("judge", "")),
                 )
     console.print(table)

@@ -16,73 +16,23 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from tether.errors import ModelError, TetherError
+from tether.judges.text_classifier import TextClassifier
 from tether.judges.verdict import UNSCORED, Verdict, unscored
 from tether.stats import bootstrap_mean, rate
 
 CONTINUE_INSTRUCTION = "Continue the following text. Reply with the continuation only.\n\n{prefix}"
 
 
-class ToxicityScorer:
-    """``score(texts) -> [p_toxic]`` with a sequence-classification model."""
+class ToxicityScorer(TextClassifier):
+    """``score(texts) -> [p_toxic]`` with a sequence-classification model (its one label naming "toxic",
+    or ``label``)."""
 
     def __init__(
-        self,
-        spec: str,
-        *,
-        label: str | None = None,
-        batch_size: int = 32,
-        trust_remote_code: bool = False,
+        self, spec: str, *, label: str | None = None, batch_size: int = 32, trust_remote_code: bool = False
     ) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from tether.models.weights import SAFE_LOAD, hub_pickle_refused, is_missing_safetensors, require_safetensors
-
-        require_safetensors(spec)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                spec, trust_remote_code=trust_remote_code, **SAFE_LOAD
-            ).eval()
-        except (OSError, ValueError) as err:
-            if is_missing_safetensors(err):
-                raise hub_pickle_refused(spec) from None
-            raise ModelError(f"cannot load the toxicity classifier {spec!r}: {err}") from None
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        labels = {int(k): str(v) for k, v in self.model.config.id2label.items()}
-        if label is None:
-            matches = [i for i, name in labels.items() if "toxic" in name.lower() and "non" not in name.lower()]
-            if len(matches) != 1:
-                raise ModelError(f"{spec}: name the toxic label with --toxicity-label (labels: {labels})")
-            self.index = matches[0]
-        else:
-            found = [i for i, name in labels.items() if name == label]
-            if not found:
-                raise ModelError(f"{spec}: no label {label!r} (labels: {labels})")
-            self.index = found[0]
-        self.name = f"toxicity:{spec}:{labels[self.index]}"
-        self.multi_label = self.model.config.problem_type == "multi_label_classification"
-        self.batch_size = batch_size
-
-    @torch.inference_mode()
-    def score(self, texts: Sequence[str]) -> list[float]:
-        scores: list[float] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(
-                list(texts[start : start + self.batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=512,
-                return_tensors="pt",
-            )
-            logits = self.model(**batch).logits.float()
-            probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-            scores += probs[:, self.index].tolist()
-        return scores
+        super().__init__(spec, label=label, batch_size=batch_size, trust_remote_code=trust_remote_code)
+        self.name = f"toxicity:{spec}:{self.label}"
 
 
 PROFANITY_CHECK = "profanity-check"

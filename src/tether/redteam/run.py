@@ -13,7 +13,7 @@ from tether.config import RedteamConfig
 from tether.data.benchmarks import read_harmful_prompts
 from tether.errors import ConfigError, TetherError
 from tether.generation import SamplingParams
-from tether.judges.factory import make_judge
+from tether.judges.factory import make_harm_judge, make_judge
 from tether.redteam.campaign import export_pairs, run_campaign, summarize_campaign
 from tether.redteam.registry import AttackResources, attack_requirements, make_attack
 from tether.report.html import page, paragraph, section, table, write_html
@@ -128,6 +128,7 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
         "data": config.data,
         "target": target_name,
         "judge": config.judge,
+        "harm_judge": config.harm_judge,
         "success": config.success,
         "max_new_tokens": config.max_new_tokens,
         "temperature": config.temperature,
@@ -135,6 +136,7 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
         "limit": config.limit,
     }
     judge = make_judge(config)
+    harm_judge = make_harm_judge(config)
     target = make_target(config, model=config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code)
     extra = (config.export_pairs,) if config.export_pairs is not None else ()
     open_run_folder(config.out, "redteam", resume=config.resume, overwrite=config.overwrite, extra=extra)
@@ -143,6 +145,7 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
     total = len(samples) * len(attacks)
     console.print(
         f"[bold]redteam[/]: {len(samples)} requests x {len(attacks)} attacks against {target_name}, judge {judge.name}"
+        + (f", harm judge {harm_judge.name} (decides success)" if harm_judge else "")
     )
     from rich.progress import Progress
 
@@ -158,12 +161,14 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
             success=config.success,
             batch_size=config.batch_size,
             on_batch=lambda n: bar.advance(task, n),
+            harm_judge=harm_judge,
         )
-    summary = summarize_campaign(records)
+    decided_by = f"harm: {config.harm_judge}" if config.harm_judge else f"refusal: {config.judge} ({config.success})"
+    summary = summarize_campaign(records, judge=decided_by)
     summary["identity"] = identity
     atomic_write_json(config.out / "summary.json", summary)
     write_campaign_report(config.out / "report.html", f"tether redteam: {target_name}", summary, records)
-    table_ = Table(title="attack success (95% bootstrap interval)")
+    table_ = Table(title=f"attack success (95% bootstrap interval), judged by {decided_by}")
     for column in ("attack", "success", "95% CI", "attempts", "unscored"):
         table_.add_column(column, justify="left" if column == "attack" else "right")
     for name, block in summary["by_attack"].items():

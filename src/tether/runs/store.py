@@ -79,14 +79,22 @@ class SampleStore:
 
 
 def check_unscored(records: Sequence[dict[str, Any]], limit: float, *, what: str = "answers") -> None:
-    """Raise :class:`UnscoredError` when at least ``limit`` of ``records`` (each with a ``verdict``) are
-    unscored, naming the most common reason; ``limit`` 1.0 fails only a run where nothing was scored."""
-    unscored = [r for r in records if r["verdict"]["label"] == "unscored"]
-    if not records or len(unscored) < limit * len(records):
+    """Raise :class:`UnscoredError` when at least ``limit`` of ``records`` (each with a ``verdict``, and
+    a ``harm_verdict`` where a harm judge ran) are unscored by either judge, naming the most common
+    reason; ``limit`` 1.0 fails only a run where nothing was scored."""
+
+    def why(record: dict[str, Any]) -> str | None:  # the refusal verdict's reason, or the harm verdict's
+        for key in ("verdict", "harm_verdict"):
+            if key in record and record[key]["label"] == "unscored":
+                return record[key]["reason"]
+        return None
+
+    reasons = [reason for reason in map(why, records) if reason is not None]
+    if not records or len(reasons) < limit * len(records):
         return
-    reason, count = Counter(r["verdict"]["reason"] for r in unscored).most_common(1)[0]
+    reason, count = Counter(reasons).most_common(1)[0]
     raise UnscoredError(
-        f"{len(unscored)} of {len(records)} {what} ({len(unscored) / len(records):.0%}) are unscored, at or above "
+        f"{len(reasons)} of {len(records)} {what} ({len(reasons) / len(records):.0%}) are unscored, at or above "
         f"--max-unscored {limit:g}; most common reason ({count}x): {reason[:300]}. The summary and report are "
         "written; --resume asks the failed requests again"
     )
