@@ -11,7 +11,7 @@ import pytest
 
 from tests.openai_stub import openai_stub
 from tether.errors import ConfigError
-from tether.judges.generative import EndpointCompleter, GenerativeJudge, LocalCompleter, yes_probability
+from tether.judges.generative import GenerativeJudge, LocalCompleter, yes_probability
 from tether.judges.guard_formats import FORMATS, SHIELDGEMMA_POLICIES
 from tether.judges.registry import JUDGES, JudgeSettings, build_judge, judge_names
 
@@ -266,7 +266,8 @@ def test_redteam_success_is_the_harm_judges_verdict():
             return [Verdict("harmful" if "mix" in r else "safe", "stub", self.name) for _, r in pairs]
 
     class Store:
-        records: dict = {}
+        def __init__(self) -> None:
+            self.records: dict = {}
 
         def done(self, key):
             return False
