@@ -61,7 +61,9 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     with open(tmp_path / "log.txt", "w") as log_file:
         result = run_demo(config, console=Console(file=log_file, width=160))
     saved = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
-    assert saved["rates"]["before"].keys() == {"harmful_compliance", "benign_refusal", "borderline_refusal"}
+    rates = {"harmful_compliance", "benign_refusal", "borderline_refusal", "unscored"}
+    assert saved["rates"]["before"].keys() == saved["phrase_judge_rates"]["after"].keys() == rates
+    assert saved["judge"] == "phrases+classifier"
     assert len(saved["heldout"]) == len(load_demo_prompts("heldout"))
     assert result["rates"] == saved["rates"] and saved["pairs"] > 0
     assert (tmp_path / "demo" / "dpo" / "model" / "adapter_config.json").is_file()  # LoRA by default
