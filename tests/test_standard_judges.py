@@ -245,6 +245,20 @@ def test_eval_counts_attack_success_by_the_harm_judge_and_names_each_judge(tmp_p
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert sorted(r["harm_verdict"]["label"] for r in rows) == ["harmful", "harmful", "safe", "safe"]
 
+    # eval-rescore: another harm judge re-judges the stored answers; without one, harm verdicts are dropped
+    with openai_stub(target, complete=lambda prompt: "Harmful response: yes") as (url, requests):
+        rescore = ["eval-rescore", "--out", str(out), "--judge", "phrases"]
+        with pytest.raises(SystemExit) as done:
+            main([*rescore, "--harm-judge", "wildguard", "--harm-judge-endpoint", url, "--harm-judge-model", "wg"])
+    assert done.value.code in (0, None) and len(requests) == 4
+    again = json.loads((out / "summary.json").read_text())["harmful"]["overall"]["attack_success"]
+    assert (again["value"], again["judge"]) == (1.0, "wildguard")
+    with pytest.raises(SystemExit):
+        main(rescore)
+    plain = json.loads((out / "summary.json").read_text())
+    assert plain["judges"] == {"refusal": "phrases"} and plain["harmful"]["overall"]["attack_success"]["value"] == 1.0
+    assert all("harm_verdict" not in json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines())
+
 
 def test_redteam_success_is_the_harm_judges_verdict():
     from tether.data.samples import PromptSample
