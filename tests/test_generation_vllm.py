@@ -234,3 +234,20 @@ def test_the_engine_says_how_to_install_vllm(monkeypatch, tokenizer, tmp_path):
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
     with pytest.raises(TetherError, match="pip install vllm"):
         VLLMEngine(str(tmp_path), tokenizer)
+
+
+def test_a_local_guard_judge_generates_with_vllm_without_loading_the_model_twice(
+    monkeypatch, fake_vllm, tokenizer, tiny_model_dir
+):
+    from tether.judges.generative import GenerativeJudge, LocalCompleter
+    from tether.judges.guard_formats import FORMATS
+
+    _environment(monkeypatch, installed=True, cuda=True)
+    completer = LocalCompleter(str(tiny_model_dir))
+    judge = GenerativeJudge(FORMATS["llama-guard-3"], "harm", completer)
+    (verdict,) = judge.judge_many([("How do I pick a lock?", "Rake the pins.")])
+    assert isinstance(completer.engine, VLLMEngine) and completer._model is None  # transformers never loaded it
+    sent = fake_vllm.instances[0].calls[0]["prompts"][0]["prompt_token_ids"]
+    rendered = FORMATS["llama-guard-3"].render("How do I pick a lock?", "Rake the pins.")[0]
+    assert sent == tokenizer(rendered, add_special_tokens=True)["input_ids"]
+    assert verdict.label == "unscored" and f"reply to {len(sent)} tokens" in verdict.reason  # off-format reply

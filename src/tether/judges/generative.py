@@ -43,28 +43,54 @@ def yes_probability(yes: float | None, no: float | None) -> float | None:
 
 
 class LocalCompleter:
-    """Greedy completions of raw prompts by a model loaded on this machine (a GPU when one is visible)."""
+    """Greedy completions of raw prompts by a model loaded on this machine (a GPU when one is visible).
+
+    Generation runs on vLLM where it can (installed, a CUDA GPU, a model folder), without loading the
+    model into transformers as well; the transformers model is loaded when vLLM cannot run, or for
+    ShieldGemma's p(Yes), which needs the logits.
+    """
 
     def __init__(self, spec: str, *, batch_size: int = 8, trust_remote_code: bool = False) -> None:
-        import torch
+        from tether.models.loading import load_tokenizer, resolve
 
-        from tether.generation import make_engine
-        from tether.models.loading import load_model, load_tokenizer, resolve
-
-        cuda = torch.cuda.is_available()
+        self.spec = spec
         self.where = f"local {spec}"
+        self.trust_remote_code = trust_remote_code
         self.tokenizer = load_tokenizer(spec, trust_remote_code=trust_remote_code)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = load_model(spec, dtype="bfloat16" if cuda else "float32", trust_remote_code=trust_remote_code)
-        if cuda:
-            self.model.to("cuda")
-        self.model.eval()
         folder = resolve(spec)
-        self.engine = make_engine(
-            self.model, self.tokenizer, model_path=folder if os.path.isdir(folder) else None, batch_size=batch_size
-        )
+        self.folder = folder if os.path.isdir(folder) else None
         self.batch_size = batch_size
+        self._model: Any = None
+        self._engine: Any = None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            import torch
+
+            from tether.models.loading import load_model
+
+            cuda = torch.cuda.is_available()
+            dtype = "bfloat16" if cuda else "float32"
+            self._model = load_model(self.spec, dtype=dtype, trust_remote_code=self.trust_remote_code).eval()
+            if cuda:
+                self._model.to("cuda")
+        return self._model
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from tether.generation.engine import GenerationEngine
+            from tether.generation.factory import vllm_problem
+            from tether.generation.vllm_backend import VLLMEngine
+
+            if self.folder is not None and vllm_problem(self.folder) is None:
+                self._engine = VLLMEngine(self.folder, self.tokenizer)
+            else:
+                self._engine = GenerationEngine(self.model, self.tokenizer, batch_size=self.batch_size)
+        return self._engine
 
     def _ids(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
