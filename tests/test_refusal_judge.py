@@ -249,5 +249,5 @@ def test_layered_judge_agrees_with_human_labels_better_than_string_matching():
     strmatch = evaluate(rows, XSTestStringMatch().judge_many(pairs))
     assert layered["abstained"] <= 0.1 * len(rows), layered["abstained"]
     agreement = layered["binary_agreement"]["value"]
-    assert agreement >= 0.80, agreement  # measured 0.833 by benchmarks/judge_agreement.py (BENCHMARKS.md)
+    assert agreement >= 0.80, agreement  # measured 0.852 by benchmarks/judge_agreement.py (BENCHMARKS.md)
     assert agreement > strmatch["binary_agreement"]["value"] + 0.1, (agreement, strmatch["binary_agreement"])

@@ -315,3 +315,25 @@ def test_judges_command_lists_every_judge(capsys):
     assert done.value.code == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in JUDGES.names())
+
+
+def test_judge_refusal_adds_the_harm_judges_verdict(tmp_path, capsys):
+    from tether.cli import main
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        json.dumps({"prompt": REQUEST, "response": ANSWER})
+        + "\n"
+        + json.dumps({"prompt": REQUEST, "response": "I'm sorry, I can't help with that."})
+        + "\n"
+    )
+    out = tmp_path / "judged.jsonl"
+    with openai_stub(lambda m: "", complete=lambda p: "unsafe\nS2" if "rake" in p else "safe") as (url, _):
+        args = ["judge", "refusal", "--input", str(rows), "--output", str(out), "--judge", "phrases"]
+        with pytest.raises(SystemExit) as done:
+            main([*args, "--harm-judge", "llama-guard-4", "--harm-judge-endpoint", url, "--harm-judge-model", "lg"])
+    assert done.value.code in (0, None)
+    judged = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["verdict"]["label"] for r in judged] == ["complies", "refuses"]
+    assert [r["harm_verdict"]["label"] for r in judged] == ["harmful", "safe"]
+    assert "2 rows judged" in capsys.readouterr().out

@@ -170,7 +170,8 @@ def _judge_refusal(config: JudgeRefusalConfig) -> None:
 
     counts = rescore_file(config)
     summary = ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
-    console.print(f"[green]done[/]: {sum(counts.values())} rows judged ({summary}) -> {config.output}")
+    rows = sum(n for label, n in counts.items() if not label.startswith("harm:"))
+    console.print(f"[green]done[/]: {rows} rows judged ({summary}) -> {config.output}")
 
 
 def _redteam(config: RedteamConfig) -> None:

@@ -32,19 +32,26 @@ def read_judge_rows(path: str, prompt_field: str, response_field: str) -> list[d
 
 
 def rescore_file(config: JudgeRefusalConfig, *, judge: Any = None, batch_size: int = 256) -> Counter:
-    """Write ``config.output`` (JSONL: each input row plus ``verdict``); returns the label counts."""
+    """Write ``config.output`` (JSONL: each input row plus ``verdict``, and ``harm_verdict`` with
+    ``--harm-judge``); returns the label counts (harm labels too)."""
     out = check_output_file(config.output)
     rows = read_judge_rows(config.input, config.prompt_field, config.response_field)
-    if judge is None:
-        from tether.judges.factory import make_judge
+    from tether.judges.factory import make_harm_judge, make_judge
 
+    if judge is None:
         judge = make_judge(config)
+    harm_judge = make_harm_judge(config)
     counts: Counter = Counter()
     with atomic_open(out) as handle:
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             pairs = [(r[config.prompt_field], r[config.response_field]) for r in batch]
-            for row, verdict in zip(batch, judge.judge_many(pairs), strict=True):
+            harm = harm_judge.judge_many(pairs) if harm_judge is not None else [None] * len(pairs)
+            for row, verdict, harm_verdict in zip(batch, judge.judge_many(pairs), harm, strict=True):
                 counts[verdict.label] += 1
-                handle.write(dumps({**row, "verdict": verdict.to_dict()}) + "\n")
+                out_row = {**row, "verdict": verdict.to_dict()}
+                if harm_verdict is not None:
+                    counts[f"harm:{harm_verdict.label}"] += 1
+                    out_row["harm_verdict"] = harm_verdict.to_dict()
+                handle.write(dumps(out_row) + "\n")
     return counts
