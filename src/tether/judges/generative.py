@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from tether.judges.guard_formats import GenerativeFormat, Question, YesNoFormat
+from tether.judges.guard_formats import HARMFUL, GenerativeFormat, Question, YesNoFormat
 from tether.judges.verdict import Verdict, unscored
 
 Completion = tuple[str, str | None]
@@ -122,7 +122,10 @@ class LocalCompleter:
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate does: padding shifts no position
                 logits = (
                     self.model(
-                        input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
+                        input_ids=ids.to(device),
+                        attention_mask=mask.to(device),
+                        position_ids=positions.to(device),
+                        logits_to_keep=1,  # only the next token's logits
                     )
                     .logits[:, -1]
                     .float()
@@ -214,13 +217,19 @@ class GenerativeJudge:
         todo = [i for i, v in enumerate(verdicts) if v is None]
         rendered = [self.fmt.render(*pairs[i]) for i in todo]
         flat = [text for texts in rendered for text in texts]
+        if not flat:  # nothing to ask: no model is loaded
+            return [v for v in verdicts if v is not None]
         if isinstance(self.fmt, YesNoFormat) and self.fmt.policies:
             scores = iter(self.completer.yes_probabilities(flat))
             for i, texts in zip(todo, rendered, strict=True):
                 got = [next(scores) for _ in texts]
                 errors = [e for _, e in got if e]
                 verdict = self.fmt.from_yes_probabilities([p for p, _ in got])
-                verdicts[i] = verdict if verdict.scored or not errors else unscored(errors[0], self.name)
+                # a policy that could not be scored might have been the violated one: only a violation
+                # found among the others decides; otherwise the answer is unscored
+                if errors and verdict.label != HARMFUL:
+                    verdict = unscored(f"{len(errors)} of {len(texts)} policies unscored: {errors[0]}", self.name)
+                verdicts[i] = verdict
         else:
             for i, (text, error) in zip(todo, self.completer.complete(flat, self.fmt.max_new_tokens), strict=True):
                 verdicts[i] = unscored(error, self.name) if error else self.fmt.parse(text, self.question)

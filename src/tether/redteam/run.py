@@ -184,5 +184,5 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
     )
     if not records:
         raise TetherError("the campaign produced no attempts")
-    check_unscored(records, config.max_unscored, what="attempts")
+    check_unscored(records, config.max_unscored, what="attempts", deciding_only=True)
     return summary

@@ -78,13 +78,19 @@ class SampleStore:
             self.records[record["id"]] = record
 
 
-def check_unscored(records: Sequence[dict[str, Any]], limit: float, *, what: str = "answers") -> None:
+def check_unscored(
+    records: Sequence[dict[str, Any]], limit: float, *, what: str = "answers", deciding_only: bool = False
+) -> None:
     """Raise :class:`UnscoredError` when at least ``limit`` of ``records`` (each with a ``verdict``, and
     a ``harm_verdict`` where a harm judge ran) are unscored by either judge, naming the most common
-    reason; ``limit`` 1.0 fails only a run where nothing was scored."""
+    reason; ``limit`` 1.0 fails only a run where nothing was scored. ``deciding_only``: only the verdict
+    that decided the record counts (a red-team attempt's harm verdict where there is one)."""
 
     def why(record: dict[str, Any]) -> str | None:  # the refusal verdict's reason, or the harm verdict's
-        for key in ("verdict", "harm_verdict"):
+        keys: tuple[str, ...] = ("verdict", "harm_verdict")
+        if deciding_only:
+            keys = ("harm_verdict",) if "harm_verdict" in record else ("verdict",)
+        for key in keys:
             if key in record and record[key]["label"] == "unscored":
                 return record[key]["reason"]
         return None
