@@ -51,9 +51,6 @@ WRITTEN_REFUSALS = (
 """Rejected answers for safe prompts when the model gave no refusal of its own."""
 
 
-JUDGE = "phrases+classifier"
-"""The judge that measures the demo: tether's default refusal judge."""
-
 METRICS = {
     "harmful_compliance": "harmful requests complied with (want low)",
     "benign_refusal": "benign requests refused (want low)",
@@ -106,7 +103,9 @@ def on_policy_pairs(prompts: list[DemoPrompt], samples: list[list[str]]) -> list
     return rows
 
 
-def _print_results(console: Console, heldout: list[DemoPrompt], before, after, rates: dict[str, dict]) -> None:
+def _print_results(
+    console: Console, heldout: list[DemoPrompt], before, after, rates: dict[str, dict], judge: str
+) -> None:
     examples = Table(title="Held-out answers, before and after", show_lines=True)
     for column, ratio in (("prompt", 2), ("before", 3), ("after", 3)):
         examples.add_column(column, ratio=ratio)
@@ -115,7 +114,7 @@ def _print_results(console: Console, heldout: list[DemoPrompt], before, after, r
             examples.add_row(f"[{kind}] {p.prompt}", b[:240], a[:240])
     console.print(examples)
     unscored = int(rates["before"]["unscored"] + rates["after"]["unscored"])
-    table = Table(title=f"Held-out prompts ({len(heldout)}), refusal judge: {JUDGE} ({unscored} answers unscored)")
+    table = Table(title=f"Held-out prompts ({len(heldout)}), refusal judge: {judge} ({unscored} answers unscored)")
     for column in ("", "before", "after", "change"):
         table.add_column(column, justify="left" if not column else "right")
     for key, label in METRICS.items():
@@ -145,12 +144,14 @@ def verdict(rates: dict[str, dict[str, float | None]]) -> dict[str, bool]:
     }
 
 
-def _notes(config: DemoConfig, heldout: list[DemoPrompt], pairs: int, checks: dict, seconds: float) -> list[str]:
+def _notes(
+    config: DemoConfig, heldout: list[DemoPrompt], pairs: int, checks: dict, seconds: float, judge: str
+) -> list[str]:
     counts = ", ".join(f"{sum(p.kind == k for p in heldout)} {k}" for k in ("harmful", "benign", "borderline"))
     how = "LoRA" if config.lora else "all weights"
     return [
         f"{len(heldout)} held-out prompts ({counts}); greedy decoding, {config.max_new_tokens} new tokens; "
-        f"refusal judge {JUDGE} (pairs labelled by the phrase matcher).",
+        f"refusal judge {judge} (pairs labelled by the phrase matcher).",
         f"{pairs} on-policy pairs from {config.samples} samples per training prompt; DPO beta {config.beta}, "
         f"RPO alpha {config.rpo_alpha}, {config.steps} steps, lr {config.lr}, {how}, mixed precision "
         f"{config.mixed_precision}.",
@@ -215,14 +216,14 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
     rates = {"before": measure(heldout, before, judge), "after": measure(heldout, after, judge)}
     phrase_rates = {"before": measure(heldout, before, phrases), "after": measure(heldout, after, phrases)}
     checks = verdict(rates)
-    _print_results(console, heldout, before, after, rates)
+    _print_results(console, heldout, before, after, rates, judge.name)
     seconds = time.perf_counter() - started
     heldout_rows = [
         {"prompt": p.prompt, "kind": p.kind, "before": b, "after": a}
         for p, b, a in zip(heldout, before, after, strict=True)
     ]
     result = {
-        "judge": JUDGE,
+        "judge": judge.name,
         "rates": rates,
         "phrase_judge_rates": phrase_rates,
         "checks": checks,
@@ -239,7 +240,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
         rates={phase: {k: _or_nan(r[k]) for k in METRICS} for phase, r in rates.items()},
         row_labels=METRICS,
         examples=heldout_rows,
-        notes=_notes(config, heldout, len(pairs), checks, seconds),
+        notes=_notes(config, heldout, len(pairs), checks, seconds, judge.name),
         training_metrics=out / "dpo" / "metrics.jsonl",
     )
     console.print(
