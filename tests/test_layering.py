@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"judges"},  # refusal judges and their factory
     {"reward"},  # reward-model scoring and composable RL rewards
     {"train", "evals", "redteam"},  # the three kinds of work, independent of each other
+    {"guard"},  # runtime rails: detectors built on judges, toxicity scorers and red-team decoders
     {"demo"},  # the main job, built from the layers below
     {"cli_options"},  # typed configs -> Typer options
     {"cli"},  # the command table

@@ -37,6 +37,7 @@ from tether.config import (
 )
 from tether.data.readers import FORMATS
 from tether.errors import TetherError, UsageError
+from tether.guard.config import GuardCheckConfig, GuardConfig, GuardEvalConfig, GuardTrainConfig
 
 app = typer.Typer(
     name="tether",
@@ -51,6 +52,8 @@ judge_app = typer.Typer(help="Judge responses and train the refusal judge.", no_
 app.add_typer(judge_app, name="judge")
 rm_app = typer.Typer(help="Reward models: train (Bradley-Terry), evaluate, score.", no_args_is_help=True)
 app.add_typer(rm_app, name="rm")
+guard_app = typer.Typer(help="Runtime rails: detectors, batch checks, evaluation, training.", no_args_is_help=True)
+app.add_typer(guard_app, name="guard")
 console = Console()
 RecordKindChoice = enum.Enum(  # type: ignore[misc]  # members from a table, which mypy cannot follow
     "RecordKindChoice", {k: k for k in ("conversation", "preference", "unpaired")}, type=str
@@ -172,6 +175,41 @@ def _judge_refusal(config: JudgeRefusalConfig) -> None:
     summary = ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
     rows = sum(n for label, n in counts.items() if not label.startswith("harm:"))
     console.print(f"[green]done[/]: {rows} rows judged ({summary}) -> {config.output}")
+
+
+def _guard_train(config: GuardTrainConfig) -> None:
+    from tether.guard.train import train_guard
+
+    report = train_guard(config, console=console)
+    for name in ("harmful_request", "jailbreak_similarity", "jailbreak_classifier"):
+        if name in report:
+            r = report[name]
+            console.print(
+                f"{name}: threshold {r['threshold']:.3f}; on {r['positives']} held-out positives and "
+                f"{r['negatives']} held-out negatives: recall {r['recall']:.1%} at FPR {r['fpr']:.1%}, "
+                f"AUROC {r['auroc']:.3f}"
+            )
+    console.print(f"[green]done[/]: artifacts, train_report.json and guard.yaml in {config.out}")
+
+
+def _guard_check(config: GuardCheckConfig) -> None:
+    from tether.guard.check import run_check
+
+    console.print(f"[green]done[/]: verdicts in {run_check(config, console=console)}")
+
+
+def _guard_eval(config: GuardEvalConfig) -> None:
+    from tether.guard.check import run_eval
+
+    result = run_eval(config, console=console)
+    for name, entry in result["rails"].items():
+        at = ", ".join(f"recall {a['recall']:.1%} @ {a['fpr']:.0%} FPR" for a in entry["at_fpr"])
+        console.print(f"{name}: {at}" + (f", AUROC {entry['auroc']:.3f}" if "auroc" in entry else ""))
+    p = result["pipeline"]
+    console.print(
+        f"configured pipeline: blocks {p['recall']['value']:.1%} of positives, {p['fpr']['value']:.1%} of negatives"
+    )
+    console.print(f"[green]done[/]: {config.out / 'report.html'}")
 
 
 def _redteam(config: RedteamConfig) -> None:
@@ -361,17 +399,64 @@ CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {
     JudgeRefusalConfig: _judge_refusal,
     RedteamConfig: _redteam,
     DemoConfig: _demo,
+    GuardTrainConfig: _guard_train,
+    GuardCheckConfig: _guard_check,
+    GuardEvalConfig: _guard_eval,
 }
 """Every command driven by a typed config: the config class (whose ``command`` is the command's name, as
 typed on the command line and as written in a YAML file's ``command:`` key) and the function it runs.
 The app and `tether validate` are both built from this table."""
 
-GROUPS = {"data": data_app, "judge": judge_app, "rm": rm_app}
+GROUPS = {"data": data_app, "judge": judge_app, "rm": rm_app, "guard": guard_app}
 
 
 def config_classes() -> dict[str, type[Options]]:
-    """Command name -> config class, for `tether validate`."""
-    return {cls.command: cls for cls in CONFIG_COMMANDS}
+    """Command name -> config class, for `tether validate` (and ``command: guard``, the guard's rails file)."""
+    return {GuardConfig.command: GuardConfig, **{cls.command: cls for cls in CONFIG_COMMANDS}}
+
+
+@guard_app.command("detectors")
+def guard_detectors_command(
+    options: Annotated[str | None, typer.Option("--options", help="Show the options of this detector.")] = None,
+) -> None:
+    """List the detectors a guard rail can use (and one detector's options)."""
+    from rich.table import Table
+
+    from tether.guard.detectors import DETECTORS
+
+    if options is not None:
+        cls = DETECTORS.get(options)
+        table = Table(title=f"{options} options")
+        for column in ("option", "default", "about"):
+            table.add_column(column)
+        for name, field in cls.Options.model_fields.items():
+            default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            table.add_row(field.alias or name, default, " ".join((field.description or "").split()))
+        console.print(table)
+        return
+    table = Table(title="Guard detectors")
+    for column in ("name", "sides", "masks", "about"):
+        table.add_column(column)
+    for name in DETECTORS.names():
+        cls = DETECTORS.get(name)
+        table.add_row(name, ", ".join(cls.sides), "yes" if cls.finds_spans else "", cls.summary)
+    console.print(table)
+
+
+@guard_app.command("unmask")
+def guard_unmask_command(
+    text: Annotated[str, typer.Argument(help="Text with <ENTITY:ciphertext> markers (from a mask_key_env guard).")],
+    key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the masking key.")
+    ] = "TETHER_GUARD_MASK_KEY",
+) -> None:
+    """Decrypt the spans a guard masked with a key."""
+    from tether.guard.masking import unmask
+
+    key = os.environ.get(key_env)
+    if not key:
+        raise UsageError(f"--key-env: the environment variable {key_env} is not set")
+    console.print(unmask(text, key), highlight=False, markup=False)
 
 
 for _cls, _run in CONFIG_COMMANDS.items():

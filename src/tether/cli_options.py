@@ -93,6 +93,8 @@ def config_command(
         )
     ]
     for name, field in cls.model_fields.items():
+        if name in cls.file_only:
+            continue  # lists of structured items (guard rails) are written in the YAML file
         annotation, option = _option(name, field, cls.panel_of(name))
         params.append(
             inspect.Parameter(

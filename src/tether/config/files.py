@@ -15,14 +15,41 @@ from tether.errors import ConfigError
 
 
 def _key_lines(text: str) -> dict[str, int]:
-    """Line number (1-based) of each top-level key in a YAML mapping."""
+    """Line number (1-based) of each key in a YAML mapping: top-level keys by name, nested keys and list
+    items by their dotted path (``input_rails.0.options.words``), so an error deep in a file names its line."""
     try:
         node = yaml.compose(text)
     except yaml.YAMLError:
         return {}
     if not isinstance(node, yaml.MappingNode):
         return {}
-    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    here = f"{path}.{key.value}" if path else str(key.value)
+                    lines[here] = key.start_mark.line + 1
+                    walk(value, here)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                here = f"{path}.{index}"
+                lines[here] = item.start_mark.line + 1
+                walk(item, here)
+
+    walk(node, "")
+    return lines
+
+
+def _line_of(loc: tuple[Any, ...], lines: dict[str, int]) -> int | None:
+    """The line of the deepest part of a validation error's location that the file has."""
+    parts = [str(p) for p in loc]
+    for end in range(len(parts), 0, -1):
+        line = lines.get(".".join(parts[:end]))
+        if line is not None:
+            return line
+    return None
 
 
 def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
@@ -64,9 +91,9 @@ def build_config(
         top = str(first["loc"][0]) if first["loc"] else None
         flag = f" (flag --{top.replace('_', '-')})" if top and file is None else ""
         raise ConfigError(
-            first["msg"] + flag,
+            first["msg"].removeprefix("Value error, ") + flag,
             file=file,
-            line=(lines or {}).get(top) if top else None,
+            line=_line_of(tuple(first["loc"]), lines or {}) if top else None,
             field=field,
         ) from err
 
@@ -98,7 +125,7 @@ def load_config(cls: type[Options], path: str | Path | None, overrides: dict[str
     if path is not None:
         values, lines = read_yaml(path)
         command = _command_name(values.pop("command", cls.command), file=path, line=lines.get("command"))
-        if command != cls.command:
+        if command != cls.command and command not in cls.reads_commands:
             raise ConfigError(
                 f"this config is for `tether {command}`, not `tether {cls.command}`",
                 file=path,
@@ -108,7 +135,7 @@ def load_config(cls: type[Options], path: str | Path | None, overrides: dict[str
     values.update({k: v for k, v in overrides.items() if v is not None})
     if overrides and path is not None:
         # Errors in flag values should not point at a line of the file.
-        lines = {k: v for k, v in lines.items() if overrides.get(k) is None}
+        lines = {k: v for k, v in lines.items() if overrides.get(k.split(".", 1)[0]) is None}
     return build_config(cls, values, file=path, lines=lines)
 
 

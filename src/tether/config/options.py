@@ -20,6 +20,11 @@ class Options(BaseModel):
     panel: ClassVar[str] = "Options"
     command: ClassVar[str] = ""
     """The command a complete config runs, as typed after `tether` (empty for an option group)."""
+    reads_commands: ClassVar[tuple[str, ...]] = ()
+    """Other ``command:`` values whose files this command also reads (every `tether guard` command reads a
+    ``command: guard`` file)."""
+    file_only: ClassVar[frozenset[str]] = frozenset()
+    """Fields set only in a config file (lists of structured items), with no command-line flag."""
 
     @classmethod
     def panel_of(cls, name: str) -> str:

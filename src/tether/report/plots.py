@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
@@ -135,3 +136,27 @@ def _svg(fig: Figure) -> str:
     fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.index("<svg") :]
+
+
+def roc_curves(curves: dict[str, tuple[list[float], list[float]]], title: str, *, marks: Sequence[float] = ()) -> str:
+    """ROC curves (true-positive rate against false-positive rate, log x so 1% is readable); dashed lines at
+    the false-positive rates in ``marks``."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=_SIZE, layout="constrained")
+        ax = fig.add_subplot()
+        floor = 1e-3
+        for name, (fpr, tpr) in curves.items():
+            ax.step([max(f, floor) for f in fpr], tpr, where="post", label=name)
+        for mark in marks:
+            ax.axvline(mark, linestyle="--", linewidth=0.8, color="grey")
+        ax.set_xscale("log")
+        ax.set(
+            title=title,
+            xlabel="false-positive rate (log)",
+            ylabel="recall (true-positive rate)",
+            xlim=(floor, 1),
+            ylim=(0, 1.02),
+        )
+        if curves:
+            ax.legend(fontsize="small", loc="lower right")
+        return _svg(fig)

@@ -1,0 +1,192 @@
+"""``tether guard train``: the guard's linear probes and jailbreak index, each calibrated on held-out data.
+
+Each class's texts are split by a hash of the text (stable across runs and machines) into a training part and
+a calibration part (``calibration_share``). The harmful-request probe is scikit-learn's logistic regression
+(class-balanced, L2, ``C``) on the packaged MiniLM's pooled layers (:mod:`tether.guard.encoder`) of the
+training part; the jailbreak probe is the same on windows of the training jailbreaks against the same
+harmless texts; the jailbreak index holds the sentence embeddings of those windows. Each threshold is the
+smallest score at which at most ``fpr`` of the calibration harmless texts are flagged; the report gives
+recall on the calibration harmful texts (or jailbreaks) at that threshold, none of which were trained on, and
+the AUROC. Writes ``harmful_request.safetensors``, ``jailbreak_classifier.safetensors``,
+``jailbreak_index.safetensors``, ``train_report.json`` and a ``guard.yaml`` that uses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import yaml
+
+from tether.atomic import atomic_write_json, atomic_write_text
+from tether.errors import DataError
+from tether.guard.artifacts import save_artifact
+from tether.guard.config import GuardTrainConfig
+from tether.guard.detectors.embedded import windows
+from tether.guard.encoder import FEATURES, probe_features, sentence_embedding
+from tether.guard.texts import read_texts
+
+
+def held_out(text: str, share: float) -> bool:
+    """True for the calibration part: a stable hash of the text, not a random draw."""
+    digest = hashlib.sha256(text.strip().lower().encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def _read_all(files: Sequence[str]) -> list[str]:
+    texts = [row.text for f in files for row in read_texts(f)]
+    return list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+
+
+def threshold_at_fpr(negative_scores: torch.Tensor, fpr: float) -> float:
+    """The smallest threshold that flags at most ``fpr`` of the negatives (score >= threshold flags)."""
+    ordered = torch.sort(negative_scores, descending=True).values
+    allowed = math.floor(fpr * len(ordered))
+    if allowed >= len(ordered):
+        return float(ordered[-1])
+    # Just above the (allowed+1)-th highest negative score.
+    return float(torch.nextafter(ordered[allowed], torch.tensor(float("inf"))))
+
+
+def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    labels = [1] * len(positive) + [0] * len(negative)
+    return float(roc_auc_score(labels, torch.cat([positive, negative]).tolist()))
+
+
+def _rates(positive: torch.Tensor, negative: torch.Tensor, threshold: float) -> dict[str, Any]:
+    return {
+        "threshold": threshold,
+        "recall": float((positive >= threshold).float().mean()) if len(positive) else None,
+        "fpr": float((negative >= threshold).float().mean()),
+        "auroc": auroc(positive, negative) if len(positive) else None,
+        "positives": len(positive),
+        "negatives": len(negative),
+    }
+
+
+def train_guard(
+    config: GuardTrainConfig, *, embed: Callable[[Sequence[str]], torch.Tensor] | None = None, console: Any = None
+) -> dict[str, Any]:
+    """Train, calibrate, write; returns the report (also written as train_report.json)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tether.report.progress import steps
+
+    harmful = _read_all(config.harmful)
+    harmless = _read_all(config.harmless)
+    harmless = sorted(harmless, key=lambda t: hashlib.sha256(t.encode()).hexdigest())[: config.max_harmless]
+    overlap = set(harmful) & set(harmless)
+    if overlap:
+        raise DataError(
+            f"{len(overlap)} texts are in both the harmful and harmless files, e.g. {next(iter(overlap))!r}"
+        )
+    jailbreaks = _read_all(config.jailbreaks)
+    if embed is None:
+        from tether.guard.encoder import default_encoder
+
+        embed = default_encoder()
+    share = config.calibration_share
+    split = {
+        name: ([t for t in texts if not held_out(t, share)], [t for t in texts if held_out(t, share)])
+        for name, texts in (("harmful", harmful), ("harmless", harmless), ("jailbreaks", jailbreaks))
+    }
+    for name in ("harmful", "harmless"):
+        if len(split[name][0]) < 5 or len(split[name][1]) < 5:
+            raise DataError(
+                f"too few {name} texts ({len(harmful if name == 'harmful' else harmless)}) to train and calibrate"
+            )
+    jailbreak_windows = [w for t in split["jailbreaks"][0] for w in windows(t)]
+    every = [t for parts in split.values() for part in parts for t in part] + jailbreak_windows
+    every = list(dict.fromkeys(every))
+    vectors: dict[str, torch.Tensor] = {}
+    with steps(console, "embed", len(every), enabled=config.progress and console is not None) as bar:
+        for start in range(0, len(every), 256):
+            chunk = every[start : start + 256]
+            for text, row in zip(chunk, embed(chunk), strict=True):
+                vectors[text] = row
+            bar.advance(len(chunk))
+
+    shape = next(iter(vectors.values())).shape
+
+    def features(texts: Sequence[str]) -> torch.Tensor:
+        return torch.stack([vectors[t] for t in texts]) if texts else torch.zeros(0, *shape)
+
+    def matrix(texts: Sequence[str]) -> torch.Tensor:
+        return sentence_embedding(features(texts))
+
+    def probe(texts: Sequence[str]) -> torch.Tensor:
+        return probe_features(features(texts))
+
+    def fit(positive: Sequence[str], negative: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([probe(positive), probe(negative)])
+        y = [1] * len(positive) + [0] * len(negative)
+        model = LogisticRegression(C=config.c, class_weight="balanced", max_iter=3000).fit(x.numpy(), y)
+        return torch.tensor(model.coef_[0], dtype=torch.float32), torch.tensor(model.intercept_, dtype=torch.float32)
+
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "fpr_target": config.fpr,
+        "calibration_share": share,
+        "split": {k: {"train": len(v[0]), "calibration": len(v[1])} for k, v in split.items()},
+        "sources": {"harmful": config.harmful, "harmless": config.harmless, "jailbreaks": config.jailbreaks},
+        "features": FEATURES,
+    }
+    calibration_negatives = split["harmless"][1]
+
+    def write_probe(name: str, positive: str, train_pos: Sequence[str], cal_pos: Sequence[str]) -> str:
+        weight, bias = fit(train_pos, split["harmless"][0])
+        pos = torch.sigmoid(probe(cal_pos) @ weight + bias)
+        neg = torch.sigmoid(probe(calibration_negatives) @ weight + bias)
+        threshold = threshold_at_fpr(neg, config.fpr)
+        report[name] = _rates(pos, neg, threshold)
+        meta = {"threshold": threshold, "calibration": report[name], "features": FEATURES, "positive": positive}
+        path = out / f"{name}.safetensors"
+        save_artifact(path, "linear-probe", {"weight": weight, "bias": bias}, meta)
+        return str(path)
+
+    rails: list[dict[str, Any]] = [
+        {"detector": "blocklist", "action": "block", "options": {"words": [], "patterns": []}},
+        {"detector": "secrets", "action": "mask"},
+        {"detector": "pii", "action": "mask"},
+        {"detector": "injection", "action": "block"},
+        {"detector": "obfuscation", "action": "log"},
+    ]
+    path = write_probe("harmful_request", "harmful request", split["harmful"][0], split["harmful"][1])
+    rails.append({"detector": "harmful_request", "action": "block", "options": {"artifact": path}})
+    if split["jailbreaks"][0]:
+        index = matrix(jailbreak_windows)
+        sim_neg = (matrix(calibration_negatives) @ index.T).max(dim=1).values.clamp(min=0)
+        sim_pos = (matrix(split["jailbreaks"][1]) @ index.T).max(dim=1).values.clamp(min=0)
+        sim_threshold = threshold_at_fpr(sim_neg, config.fpr)
+        report["jailbreak_similarity"] = _rates(sim_pos, sim_neg, sim_threshold)
+        report["jailbreak_similarity"]["index_rows"] = len(index)
+        meta = {"threshold": sim_threshold, "calibration": report["jailbreak_similarity"], "features": FEATURES}
+        save_artifact(out / "jailbreak_index.safetensors", "jailbreak-index", {"embeddings": index.half()}, meta)
+        rails.append(
+            {
+                "detector": "jailbreak_similarity",
+                "action": "block",
+                "options": {"artifact": str(out / "jailbreak_index.safetensors")},
+            }
+        )
+        path = write_probe("jailbreak_classifier", "jailbreak", jailbreak_windows, split["jailbreaks"][1])
+        rails.append({"detector": "jailbreak_classifier", "action": "block", "options": {"artifact": path}})
+    guard = {
+        "command": "guard",
+        "input_rails": rails,
+        "output_rails": [
+            {"detector": "secrets", "action": "mask"},
+            {"detector": "pii", "action": "mask"},
+            {"detector": "toxicity", "action": "block"},
+            {"detector": "output_judge", "action": "log", "options": {"flag_on": "compliance_when_flagged"}},
+        ],
+    }
+    atomic_write_text(out / "guard.yaml", yaml.safe_dump(guard, sort_keys=False))
+    atomic_write_json(out / "train_report.json", report)
+    return report
