@@ -1,8 +1,10 @@
 """A minimal OpenAI-compatible chat-completions server for tests (standard library only).
 
 ``reply(messages) -> str`` scripts the chat answers; raising ``RuntimeError`` makes the request fail with
-HTTP 500. ``complete(prompt)`` scripts ``/completions`` (a text, or a text and the first token's top
-log-probabilities); without it that path answers 404. Records every request it receives.
+HTTP 500; returning :data:`GARBAGE` answers HTTP 200 with a body that is not JSON. A request with
+``"stream": true`` gets the answer as server-sent events, ``chunk`` characters at a time.
+``complete(prompt)`` scripts ``/completions`` (a text, or a text and the first token's top log-probabilities);
+without it that path answers 404. Records every request it receives.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+GARBAGE = "\x00garbage\x00"
+
 
 @contextmanager
 def openai_stub(
@@ -20,6 +24,7 @@ def openai_stub(
     *,
     api_key: str | None = None,
     complete: Callable[[str], str | tuple[str, dict[str, float]]] | None = None,
+    chunk: int = 4,
 ) -> Iterator[tuple[str, list[dict]]]:
     """Yields (base_url, requests)."""
     requests: list[dict] = []
@@ -53,6 +58,17 @@ def openai_stub(
             except RuntimeError as err:
                 self._send(500, {"error": {"message": str(err), "type": "server_error"}})
                 return
+            if text == GARBAGE:
+                data = b"<html>this is not json"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            if body.get("stream"):
+                self._stream(text, body)
+                return
             self._send(
                 200,
                 {
@@ -66,6 +82,26 @@ def openai_stub(
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 },
             )
+
+        def _stream(self, text: str, body: dict) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            pieces = [text[i : i + chunk] for i in range(0, len(text), chunk)]
+            for i, piece in enumerate([*pieces, None]):
+                delta = {"content": piece} if piece is not None else {}
+                event = {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": body.get("model", "stub"),
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": None if piece is not None else "stop"}],
+                }
+                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                if i % 8 == 0:
+                    self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
 
         def _complete(self, body: dict) -> None:
             try:
@@ -95,7 +131,11 @@ def openai_stub(
                 },
             )
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256  # the load tests connect 32 at a time
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -13,8 +13,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from tether.config.evaluation import endpoint_url
 from tether.config.options import Options
 from tether.guard.detectors import DETECTORS, check_options
+from tether.models.embedded import DEFAULT_MODEL
 
 Action = Literal["block", "mask", "log"]
 FailPolicy = Literal["open", "closed"]
@@ -66,11 +68,47 @@ class RailOptions(Options):
         return self.name or self.detector
 
 
+class MonitorOptions(Options):
+    """Alerting thresholds of the server's monitor (:mod:`tether.guard.monitor` explains each)."""
+
+    window_seconds: float = Field(300.0, gt=0)
+    """The recent window whose block and refusal rates are tested."""
+    baseline_seconds: float = Field(3600.0, gt=0)
+    """The period before it that gives the baseline rates."""
+    check_seconds: float = Field(30.0, gt=0)
+    """How often the rates are tested."""
+    min_requests: int = Field(20, ge=1)
+    """Fewest requests in the window for a rate test."""
+    z: float = Field(3.0, gt=0)
+    """z score of the one-sided two-proportion test that counts as a spike."""
+    min_increase: float = Field(0.1, ge=0, le=1)
+    """Smallest absolute rise of a rate that can alert."""
+    probe_blocks: int = Field(10, ge=1)
+    """Blocked requests of one key within probe_seconds that mark it as probing."""
+    probe_seconds: float = Field(300.0, gt=0)
+    """The probing window (and how long a probing key stays rate-limited)."""
+    rate_limit: bool = True
+    """Answer a probing key with HTTP 429 until its window passes."""
+    burst_size: int = Field(5, ge=2)
+    """Near-duplicate blocked prompts within burst_seconds that alert."""
+    burst_seconds: float = Field(600.0, gt=0)
+    """The near-duplicate window."""
+    burst_similarity: float = Field(0.8, gt=0, le=1)
+    """Word 3-gram Jaccard similarity at which two prompts are near-duplicates."""
+    webhook: str | None = None
+    """A URL to POST each alert to as JSON (e.g. a Slack or PagerDuty bridge)."""
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        return endpoint_url(value)
+
+
 class GuardConfig(Options):
     """Rails around a model: checked before the request reaches it and before its answer reaches the user."""
 
     command: ClassVar[str] = "guard"
-    file_only: ClassVar[frozenset[str]] = frozenset({"input_rails", "output_rails"})
+    file_only: ClassVar[frozenset[str]] = frozenset({"input_rails", "output_rails", "monitor"})
 
     input_rails: list[RailOptions] = Field(default_factory=list)
     """Rails on the request (each new user message, and tool results for rails that read them)."""
@@ -88,8 +126,43 @@ class GuardConfig(Options):
     stream_holdback_chars: int = Field(48, ge=0)
     """Streaming: the newest characters kept back until the next check, so a span (an e-mail, a key) split
     across windows is masked before any of it is sent."""
-    workers: int = Field(8, ge=1)
-    """Threads that run detectors concurrently."""
+    rail_threads: int = Field(8, ge=1)
+    """Threads that run detectors concurrently (per server worker)."""
+
+    # Serving (`tether guard serve`) and the store.
+    upstream_model: str = DEFAULT_MODEL
+    """The model behind the guard: an embedded name (the default runs with nothing else installed), a local
+    folder or hub id; with upstream_endpoint, the model name to request."""
+    upstream_endpoint: str | None = None
+    """An OpenAI-compatible base URL to forward to instead of loading upstream_model here."""
+    upstream_key_env: str = "TETHER_UPSTREAM_API_KEY"
+    """Environment variable holding the upstream endpoint's API key."""
+    upstream_timeout: float = Field(60.0, gt=0)
+    """Seconds the upstream may take; past it the client gets HTTP 504."""
+    upstream_retries: int = Field(1, ge=0)
+    """Retries of a failed upstream request (connection errors, HTTP 408/409/429/5xx) before HTTP 502."""
+    max_new_tokens: int = Field(256, ge=1)
+    """Answer length when a request does not say (max_tokens), and the cap of local generation."""
+    database: str = "sqlite:///runs/guard/guard.db"
+    """SQLAlchemy URL of the store: SQLite by default, postgresql+psycopg://... for several workers or hosts."""
+    redact: bool = True
+    """Mask PII and secrets in everything written to the store, whatever the rails did."""
+    retention_days: float | None = Field(30.0, gt=0)
+    """Delete stored interactions older than this (checked at start and hourly); none keeps them."""
+    host: str = "127.0.0.1"
+    """Address to listen on (0.0.0.0 for every interface)."""
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+    """Server processes; more than one needs a database they can share (PostgreSQL)."""
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    """Larger request bodies get HTTP 413."""
+    monitor: MonitorOptions = Field(default_factory=MonitorOptions)
+    """Alerts on rate spikes, probing keys and near-duplicate attack bursts."""
+
+    @field_validator("upstream_endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return endpoint_url(value)
 
     @model_validator(mode="after")
     def _sides(self) -> GuardConfig:
@@ -138,7 +211,8 @@ class GuardTrainConfig(Options):
     out: Path
     """Folder to write the artifacts, the report and a guard.yaml into."""
     fpr: float = Field(0.01, gt=0, lt=0.5)
-    """Target false-positive rate on harmless calibration texts; it sets both thresholds."""
+    """Target false-positive rate on harmless calibration texts of the trained rails together: each of the
+    k rails is calibrated to fpr / k (a union bound), so together they block at most fpr."""
     calibration_share: float = Field(0.25, gt=0, lt=1)
     """Share of each class held out of training to calibrate and measure."""
     max_harmless: int = Field(6000, ge=10)
@@ -165,3 +239,10 @@ class GuardEvalConfig(GuardConfig):
     """False-positive rates at which to read recall."""
     limit: int | None = Field(None, ge=1)
     """Use at most this many texts of each class (a stable sample)."""
+
+
+class GuardServeConfig(GuardConfig):
+    """Serve the rails in front of a model: an OpenAI-compatible API with a store, metrics and a review queue."""
+
+    command: ClassVar[str] = "guard serve"
+    reads_commands: ClassVar[tuple[str, ...]] = ("guard",)

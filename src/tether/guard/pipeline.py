@@ -95,7 +95,7 @@ class Pipeline:
         self.config = config
         self.input = [_Rail(r, build_detector(r.detector, r.options, r.threshold)) for r in config.input_rails]
         self.output = [_Rail(r, build_detector(r.detector, r.options, r.threshold)) for r in config.output_rails]
-        self._pool = futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="tether-rail")
+        self._pool = futures.ThreadPoolExecutor(max_workers=config.rail_threads, thread_name_prefix="tether-rail")
         self._embed = embed
         self.mask_key = None
         if config.mask_key_env:
@@ -115,8 +115,15 @@ class Pipeline:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _cache(self) -> EmbeddingCache | None:
+        """One embedding cache per check, shared by every embedding rail (each text is encoded once)."""
         if self._embed is None:
-            return None
+            from tether.guard.detectors.embedded import EmbeddingDetector
+
+            if not any(isinstance(r.detector, EmbeddingDetector) for r in self.input + self.output):
+                return None
+            from tether.guard.encoder import default_encoder
+
+            self._embed = default_encoder()
         return EmbeddingCache(self._embed)
 
     def _run(self, jobs: Sequence[tuple[_Rail, Sample, int | None]]) -> list[RailVerdict]:

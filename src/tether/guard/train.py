@@ -4,8 +4,9 @@ Each class's texts are split by a hash of the text (stable across runs and machi
 a calibration part (``calibration_share``). The harmful-request probe is scikit-learn's logistic regression
 (class-balanced, L2, ``C``) on the packaged MiniLM's pooled layers (:mod:`tether.guard.encoder`) of the
 training part; the jailbreak probe is the same on windows of the training jailbreaks against the same
-harmless texts; the jailbreak index holds the sentence embeddings of those windows. Each threshold is the
-smallest score at which at most ``fpr`` of the calibration harmless texts are flagged; the report gives
+harmless texts; the jailbreak index holds the sentence embeddings of those windows. The rails block together,
+so each threshold is the smallest score at which at most ``fpr / k`` of the calibration harmless texts are
+flagged (k rails: a union bound keeps them together at or under ``fpr``, reported as ``together``); the report gives
 recall on the calibration harmful texts (or jailbreaks) at that threshold, none of which were trained on, and
 the AUROC. Writes ``harmful_request.safetensors``, ``jailbreak_classifier.safetensors``,
 ``jailbreak_index.safetensors``, ``train_report.json`` and a ``guard.yaml`` that uses them.
@@ -138,12 +139,19 @@ def train_guard(
         "features": FEATURES,
     }
     calibration_negatives = split["harmless"][1]
+    # The rails block together, so they share the false-positive budget: each gets fpr / k (a union bound).
+    rails_sharing = 3 if split["jailbreaks"][0] else 1
+    rail_fpr = config.fpr / rails_sharing
+    report["rail_fpr"] = rail_fpr
+
+    probes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def write_probe(name: str, positive: str, train_pos: Sequence[str], cal_pos: Sequence[str]) -> str:
         weight, bias = fit(train_pos, split["harmless"][0])
+        probes[name] = (weight, bias)
         pos = torch.sigmoid(probe(cal_pos) @ weight + bias)
         neg = torch.sigmoid(probe(calibration_negatives) @ weight + bias)
-        threshold = threshold_at_fpr(neg, config.fpr)
+        threshold = threshold_at_fpr(neg, rail_fpr)
         report[name] = _rates(pos, neg, threshold)
         meta = {"threshold": threshold, "calibration": report[name], "features": FEATURES, "positive": positive}
         path = out / f"{name}.safetensors"
@@ -163,7 +171,7 @@ def train_guard(
         index = matrix(jailbreak_windows)
         sim_neg = (matrix(calibration_negatives) @ index.T).max(dim=1).values.clamp(min=0)
         sim_pos = (matrix(split["jailbreaks"][1]) @ index.T).max(dim=1).values.clamp(min=0)
-        sim_threshold = threshold_at_fpr(sim_neg, config.fpr)
+        sim_threshold = threshold_at_fpr(sim_neg, rail_fpr)
         report["jailbreak_similarity"] = _rates(sim_pos, sim_neg, sim_threshold)
         report["jailbreak_similarity"]["index_rows"] = len(index)
         meta = {"threshold": sim_threshold, "calibration": report["jailbreak_similarity"], "features": FEATURES}
@@ -177,6 +185,14 @@ def train_guard(
         )
         path = write_probe("jailbreak_classifier", "jailbreak", jailbreak_windows, split["jailbreaks"][1])
         rails.append({"detector": "jailbreak_classifier", "action": "block", "options": {"artifact": path}})
+    flagged = torch.zeros(len(calibration_negatives), dtype=torch.bool)
+    for name in ("harmful_request", "jailbreak_classifier"):
+        if name in report:
+            weight, bias = probes[name]
+            flagged |= torch.sigmoid(probe(calibration_negatives) @ weight + bias) >= report[name]["threshold"]
+    if "jailbreak_similarity" in report:
+        flagged |= sim_neg >= report["jailbreak_similarity"]["threshold"]
+    report["together"] = {"fpr": float(flagged.float().mean()), "negatives": len(calibration_negatives)}
     guard = {
         "command": "guard",
         "input_rails": rails,

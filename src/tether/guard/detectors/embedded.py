@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from tether.config.options import Options
 from tether.guard.detection import Span
 from tether.guard.detectors.base import Detector, EmbeddingCache, Sample, register
+from tether.guard.normalize import View
 
 if TYPE_CHECKING:
     import torch
@@ -33,6 +34,14 @@ def windows(text: str) -> list[str]:
     if len(starts) > MAX_WINDOWS:
         starts = [*starts[: MAX_WINDOWS - 1], len(text) - WINDOW_CHARS]
     return [text] + [text[s : s + WINDOW_CHARS] for s in starts if s > 0]
+
+
+def readable_views(views: list[View]) -> list[View]:
+    """The views an embedding model can read: when a payload was decoded, the decoded readings replace the
+    text that still holds it (an encoded string is noise to the encoder, and scoring it flags any encoded
+    input, harmless or not); otherwise the text and its normal form."""
+    decoded = [v for v in views if v.how not in ("text", "normalized")]
+    return decoded or views
 
 
 def default_cache() -> EmbeddingCache:
@@ -86,7 +95,7 @@ class EmbeddingDetector(Detector):
         if sample.embed is None:
             sample.embed = default_cache()
         texts, hows = [], []
-        for view in sample.views:
+        for view in readable_views(sample.views):
             for window in windows(view.text):
                 texts.append(window)
                 hows.append(view.how)

@@ -55,7 +55,7 @@ CUES: dict[str, tuple[float, float, re.Pattern[str]]] = {
         ),
     ),
     "role_marker": (
-        0.5,
+        0.6,
         0.9,
         re.compile(
             r"(^|\n)\s*(###\s*)?(system|assistant|developer)\s*(message|prompt)?\s*:|<\|(im_start|system|start_header_id)\|>|"
@@ -67,7 +67,8 @@ CUES: dict[str, tuple[float, float, re.Pattern[str]]] = {
         0.5,
         0.9,
         re.compile(
-            r"\b(note|message|instructions?|attention)\s+(to|for)\s+(the\s+)?(ai|assistant|llm|language\s+model|chatbot|model)\b|"
+            r"\b(note|message|instructions?|attention)\s+(to|for)\s+(the\s+|an?\s+)?(ai|assistant|llm|chatbot)\b|"
+            r"\b(note|message|instructions?|attention)\s+(to|for)\s+(the|any)\s+(language\s+)?model\b|"
             r"\[(ai|assistant)\s+instructions?\s*:|\b(ai|assistant)\s*(reading\s+this)?\s*[:,]\s*(please\s+)?"
             r"(ignore|do\s+not|instead|you\s+must)",
             _I,
@@ -114,6 +115,8 @@ class Injection(Detector):
     sides: ClassVar[tuple[Any, ...]] = ("input",)
     finds_spans: ClassVar[bool] = False
     Options = InjectionOptions
+    default_threshold: ClassVar[float] = 0.6
+    """One strong cue (an override, a prompt-leak request) or two weaker ones; any cue in a tool result."""
 
     def __init__(self, options: InjectionOptions | None = None, *, threshold: float | None = None) -> None:
         super().__init__(options, threshold=threshold)

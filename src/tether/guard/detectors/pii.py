@@ -50,14 +50,16 @@ RECOGNIZERS = {
 }
 """Entity -> Presidio recogniser class: generic formats (each with its checksum where it has one: Luhn for
 cards, mod-97 for IBAN) and national ID numbers of several countries, all registered for English text."""
-DEFAULT_ENTITIES = list(RECOGNIZERS)
+DEFAULT_ENTITIES = [e for e in RECOGNIZERS if e != "SE_PERSONNUMMER"]
+"""Every recogniser but the Swedish personal number, which matches date-and-counter strings
+("20240315-1422") in ordinary text; name it in ``entities`` to use it."""
 NAMED_ENTITIES = ("PERSON", "LOCATION", "NRP", "ORGANIZATION", "DATE_TIME")
 """Entities found only with ``spacy_model`` (Presidio's spaCy recogniser)."""
 
 
 class PiiOptions(Options):
     entities: list[str] = Field(default_factory=lambda: list(DEFAULT_ENTITIES))
-    """Presidio entity types to find (default: every pattern recogniser listed by `tether guard detectors`)."""
+    """Presidio entity types to find (default: every pattern recogniser in RECOGNIZERS but SE_PERSONNUMMER)."""
     min_score: float = Field(0.4, ge=0, le=1)
     """Presidio's confidence a match must reach (after context words) to count."""
     spacy_model: str | None = None

@@ -1,0 +1,626 @@
+"""``tether guard serve``: the rails in front of a model as an OpenAI-compatible HTTP API (FastAPI).
+
+Endpoints: ``POST /v1/chat/completions`` (streaming included; a blocked request or answer is an ordinary
+completion whose content is the safe reply and whose ``finish_reason`` is ``content_filter``),
+``POST /v1/check`` (rails without generating), ``GET /v1/models``, ``GET /metrics`` (Prometheus),
+``GET /healthz`` (no key), and behind an admin key ``/admin/interactions`` (list, one, review) and
+``/admin/keys``. Every other endpoint needs ``Authorization: Bearer <key>``; keys are stored hashed.
+
+Each interaction is committed to the store before its answer is sent (for a stream: before ``[DONE]``),
+so an acknowledged request is never lost. Bad requests are 4xx with ``{"error": {"message": ...}}``; an
+upstream that fails is 502, one that times out 504.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tether.generation import SamplingParams
+from tether.guard.api import ChatRequest, CheckRequest, KeyRequest, ReviewRequest, error_body
+from tether.guard.config import GuardConfig
+from tether.guard.metrics import Metrics
+from tether.guard.monitor import Monitor
+from tether.guard.pipeline import Decision, Pipeline
+from tether.guard.redaction import Redactor
+from tether.guard.store import ApiKey, Store
+from tether.guard.upstream import Completion, Upstream, UpstreamError
+
+CONFIG_ENV = "TETHER_GUARD_CONFIG"
+"""A worker process reads its resolved config (JSON) from the file this names (`--workers N`)."""
+ADMIN_KEY_ENV = "TETHER_GUARD_ADMIN_KEY"
+"""When set at start, this key is added to the store as an admin key (if not there yet)."""
+
+
+class BodyLimit:
+    """ASGI middleware: a body longer than ``limit`` bytes is answered 413 before the app reads it."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(self.limit, send)
+            return
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _too_large(self.limit, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Any) -> None:
+    body = json.dumps(error_body(f"the request body is larger than {limit} bytes", code="body_too_large")).encode()
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _blocked(decisions: list[Decision]) -> bool:
+    return any(d.blocked for d in decisions)
+
+
+def _refused(decision: Decision) -> bool:
+    return any(v.detection.flagged and "refuses" in v.detection.reason for v in decision.verdicts)
+
+
+class Guard:
+    """The server's state: config, pipeline, store, upstream, metrics, redactor."""
+
+    def __init__(self, config: GuardConfig, pipeline: Pipeline, store: Store, upstream: Upstream) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.store = store
+        self.upstream = upstream
+        self.metrics = Metrics()
+        self.redactor = Redactor(pipeline.mask_key) if config.redact else None
+        self.monitor = Monitor(config.monitor, store, on_alert=lambda a: self.metrics.alerts.labels(a.kind).inc())
+
+    def warm_up(self) -> None:
+        self.pipeline.warm_up()
+        self.upstream.warm_up()
+        if self.redactor is not None:
+            self.redactor.warm_up()
+
+    def redact(self, text: str | None) -> str | None:
+        return self.redactor(text) if self.redactor is not None else text
+
+    def params(self, body: ChatRequest) -> SamplingParams:
+        wanted = body.max_completion_tokens or body.max_tokens or self.config.max_new_tokens
+        stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+        return SamplingParams(
+            max_new_tokens=min(wanted, self.config.max_new_tokens) if self.upstream_is_local else wanted,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed or 0,
+            stop=stop,
+        )
+
+    @property
+    def upstream_is_local(self) -> bool:
+        return self.config.upstream_endpoint is None
+
+    def save(
+        self,
+        *,
+        key: ApiKey,
+        endpoint: str,
+        messages: list[dict[str, str]],
+        answer: str | None,
+        outcome: str,
+        decisions: list[Decision],
+        seconds: dict[str, float],
+        interaction: str | None = None,
+    ) -> str:
+        """Write the interaction (redacted) and count it; the row is committed when this returns."""
+        request = [{"role": m["role"], "content": self.redact(m["content"])} for m in messages]
+        flagged = any(d.flagged for d in decisions)
+        row = {
+            "id": interaction or str(uuid.uuid4()),
+            "key_id": key.id,
+            "endpoint": endpoint,
+            "model": self.upstream.name if endpoint == "chat" else None,
+            "request": request,
+            "response": self.redact(answer),
+            "outcome": outcome,
+            "flagged": flagged,
+            "refused": any(_refused(d) for d in decisions if d.side == "output"),
+            "verdicts": [d.to_dict() for d in decisions],
+            "latency_ms": seconds.get("total", 0.0) * 1000,
+            "guard_ms": (seconds.get("input_rails", 0.0) + seconds.get("output_rails", 0.0)) * 1000,
+            "upstream_ms": seconds["upstream"] * 1000 if "upstream" in seconds else None,
+        }
+        interaction = self.store.record(row)
+        self.metrics.observe(endpoint, outcome, decisions, seconds)
+        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        self.monitor.observe(
+            key_id=key.id, blocked=outcome.startswith("blocked") or _blocked(decisions), prompt=last_user
+        )
+        return interaction
+
+
+def _completion_body(
+    guard: Guard, interaction: str, text: str, finish: str, decisions: list[Decision], usage: Completion | None
+) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{interaction}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": guard.upstream.name,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "total_tokens": (usage.prompt_tokens + usage.completion_tokens) if usage else 0,
+        },
+        "tether": {"interaction_id": interaction, **{d.side: d.to_dict() for d in decisions}},
+    }
+
+
+def _chunk(
+    interaction: str,
+    model: str,
+    *,
+    content: str | None = None,
+    finish: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    delta = {"role": "assistant", "content": content} if content is not None else {}
+    body: dict[str, Any] = {
+        "id": f"chatcmpl-{interaction}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    if extra:
+        body["tether"] = extra
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def create_app(guard: Guard) -> FastAPI:
+    app = FastAPI(title="tether guard", version="1", docs_url=None, redoc_url=None)
+    app.state.guard = guard
+    app.add_middleware(BodyLimit, limit=guard.config.max_body_bytes)  # type: ignore[arg-type]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            error_body(str(exc.detail), _kind(exc.status_code)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        return JSONResponse(error_body(message, code="invalid_request"), status_code=400)
+
+    def api_key(request: Request) -> ApiKey:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(
+                401, "missing API key: send Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
+            )
+        key = guard.store.verify_key(token.strip())
+        if key is None:
+            raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        if guard.monitor.limited(key.id):
+            seconds = int(guard.config.monitor.probe_seconds)
+            raise HTTPException(
+                429,
+                f"too many blocked requests from this key; try again in up to {seconds} s",
+                headers={"Retry-After": str(seconds)},
+            )
+        return key
+
+    def admin_key(key: ApiKey = Depends(api_key)) -> ApiKey:  # noqa: B008
+        if not key.admin:
+            raise HTTPException(403, "this endpoint needs an admin key")
+        return key
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    def metrics(_key: ApiKey = Depends(api_key)) -> Response:  # noqa: B008
+        return PlainTextResponse(guard.metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    def models(_key: ApiKey = Depends(api_key)) -> dict[str, Any]:  # noqa: B008
+        return {"object": "list", "data": [{"id": guard.upstream.name, "object": "model", "owned_by": "tether"}]}
+
+    @app.post("/v1/check")
+    def check(body: CheckRequest, key: ApiKey = Depends(api_key)) -> dict[str, Any]:  # noqa: B008
+        if not body.has_something():
+            raise HTTPException(400, "give messages, input or output to check")
+        start = time.perf_counter()
+        seconds: dict[str, float] = {}
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages or []]
+        if body.input is not None:
+            messages.append({"role": "user", "content": body.input})
+        decisions = []
+        if messages:
+            decisions.append(guard.pipeline.check_input(messages))
+            seconds["input_rails"] = decisions[-1].seconds
+        if body.output is not None:
+            prompt = body.prompt or next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+            flagged = bool(decisions and decisions[0].flagged)
+            decisions.append(guard.pipeline.check_output(body.output, prompt=prompt, input_flagged=flagged))
+            seconds["output_rails"] = decisions[-1].seconds
+        seconds["total"] = time.perf_counter() - start
+        interaction = guard.save(
+            key=key,
+            endpoint="check",
+            messages=messages,
+            answer=body.output,
+            outcome="checked",
+            decisions=decisions,
+            seconds=seconds,
+        )
+        return {
+            "interaction_id": interaction,
+            **{d.side: d.to_dict() for d in decisions},
+            "blocked": any(d.blocked for d in decisions),
+        }
+
+    @app.post("/v1/chat/completions", response_model=None)
+    def chat(body: ChatRequest, key: ApiKey = Depends(api_key)) -> Any:  # noqa: B008
+        start = time.perf_counter()
+        messages = body.plain_messages()
+        if not any(m["role"] == "user" for m in messages):
+            raise HTTPException(400, "messages: at least one user message is needed")
+        inputs = guard.pipeline.check_input(messages)
+        seconds = {"input_rails": inputs.seconds}
+        prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        params = guard.params(body)
+        forwarded = [{**m, "content": text} for m, text in zip(messages, inputs.texts, strict=True)]
+        if body.stream:
+            return _stream(guard, key, messages, forwarded, prompt, inputs, params, start, seconds)
+        if inputs.blocked:
+            seconds["total"] = time.perf_counter() - start
+            interaction = guard.save(
+                key=key,
+                endpoint="chat",
+                messages=messages,
+                answer=inputs.reply,
+                outcome="blocked_input",
+                decisions=[inputs],
+                seconds=seconds,
+            )
+            return _completion_body(guard, interaction, inputs.reply or "", "content_filter", [inputs], None)
+        upstream_start = time.perf_counter()
+        try:
+            completion = guard.upstream.complete(forwarded, params)
+        except UpstreamError as err:
+            seconds["upstream"] = time.perf_counter() - upstream_start
+            seconds["total"] = time.perf_counter() - start
+            guard.save(
+                key=key,
+                endpoint="chat",
+                messages=messages,
+                answer=None,
+                outcome="upstream_error",
+                decisions=[inputs],
+                seconds=seconds,
+            )
+            raise HTTPException(err.status, err.message) from None
+        seconds["upstream"] = time.perf_counter() - upstream_start
+        outputs = guard.pipeline.check_output(completion.text, prompt=prompt, input_flagged=inputs.flagged)
+        seconds["output_rails"] = outputs.seconds
+        text = outputs.reply if outputs.blocked else outputs.texts[0]
+        finish = "content_filter" if outputs.blocked else completion.finish_reason
+        seconds["total"] = time.perf_counter() - start
+        outcome = "blocked_output" if outputs.blocked else "ok"
+        interaction = guard.save(
+            key=key,
+            endpoint="chat",
+            messages=messages,
+            answer=text,
+            outcome=outcome,
+            decisions=[inputs, outputs],
+            seconds=seconds,
+        )
+        return _completion_body(guard, interaction, text or "", finish, [inputs, outputs], completion)
+
+    @app.get("/admin/interactions")
+    def list_interactions(
+        flagged: bool | None = None,
+        outcome: str | None = None,
+        reviewed: bool | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        _key: ApiKey = Depends(admin_key),  # noqa: B008
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise HTTPException(400, "limit must be 1-1000 and offset at least 0")
+        rows = guard.store.query(flagged=flagged, outcome=outcome, reviewed=reviewed, limit=limit, offset=offset)
+        return {"data": [_public(r) for r in rows]}
+
+    @app.get("/admin/interactions/{interaction_id}")
+    def one_interaction(interaction_id: str, _key: ApiKey = Depends(admin_key)) -> dict[str, Any]:  # noqa: B008
+        row = guard.store.get(interaction_id)
+        if row is None:
+            raise HTTPException(404, f"no interaction {interaction_id}")
+        return _public(row)
+
+    @app.post("/admin/interactions/{interaction_id}/review")
+    def review(interaction_id: str, body: ReviewRequest, key: ApiKey = Depends(admin_key)) -> dict[str, Any]:  # noqa: B008
+        if body.label == "corrected" and not (body.response or "").strip():
+            raise HTTPException(400, "label corrected needs the corrected response")
+        if not guard.store.review(
+            interaction_id, label=body.label, reviewer=key.id, response=body.response, note=body.note
+        ):
+            raise HTTPException(404, f"no interaction {interaction_id}")
+        return {"id": interaction_id, "review_label": body.label}
+
+    @app.get("/admin/alerts")
+    def alerts(_key: ApiKey = Depends(admin_key)) -> dict[str, Any]:  # noqa: B008
+        """This worker's recent alerts (every worker logs its own and counts them in /metrics)."""
+        return {"data": [a.to_dict() for a in guard.monitor.alerts]}
+
+    @app.get("/admin/keys")
+    def keys(_key: ApiKey = Depends(admin_key)) -> dict[str, Any]:  # noqa: B008
+        return {"data": [k.__dict__ for k in guard.store.list_keys()]}
+
+    @app.post("/admin/keys")
+    def create_key(body: KeyRequest, _key: ApiKey = Depends(admin_key)) -> dict[str, Any]:  # noqa: B008
+        secret, record = guard.store.create_key(body.name, admin=body.admin)
+        return {"key": secret, **record.__dict__}
+
+    @app.delete("/admin/keys/{key_id}")
+    def revoke_key(key_id: str, _key: ApiKey = Depends(admin_key)) -> dict[str, Any]:  # noqa: B008
+        if not guard.store.revoke_key(key_id):
+            raise HTTPException(404, f"no active key {key_id}")
+        return {"revoked": key_id}
+
+    return app
+
+
+def _kind(status: int) -> str:
+    return {
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+        413: "invalid_request_error",
+        502: "upstream_error",
+        504: "upstream_timeout",
+    }.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for name in ("request", "verdicts"):
+        with contextlib.suppress(TypeError, ValueError):
+            out[name] = json.loads(out[name])
+    return out
+
+
+def _stream(
+    guard: Guard,
+    key: ApiKey,
+    messages: list[dict[str, str]],
+    forwarded: list[dict[str, str]],
+    prompt: str,
+    inputs: Decision,
+    params: SamplingParams,
+    start: float,
+    seconds: dict[str, float],
+) -> Any:
+    model = guard.upstream.name
+    interaction = str(uuid.uuid4())
+    if inputs.blocked:
+        seconds["total"] = time.perf_counter() - start
+        guard.save(
+            key=key,
+            endpoint="chat",
+            messages=messages,
+            answer=inputs.reply,
+            outcome="blocked_input",
+            decisions=[inputs],
+            seconds=seconds,
+            interaction=interaction,
+        )
+
+        def blocked() -> Iterator[str]:
+            yield _chunk(interaction, model, content=inputs.reply)
+            yield _chunk(interaction, model, finish="content_filter", extra={"input": inputs.to_dict()})
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(blocked(), media_type="text/event-stream")
+    upstream_start = time.perf_counter()
+    pieces = guard.upstream.stream(forwarded, params)
+    try:
+        first = next(pieces, None)  # an upstream that fails before its first token gets a proper 502/504
+    except UpstreamError as err:
+        seconds["upstream"] = time.perf_counter() - upstream_start
+        seconds["total"] = time.perf_counter() - start
+        guard.save(
+            key=key,
+            endpoint="chat",
+            messages=messages,
+            answer=None,
+            outcome="upstream_error",
+            decisions=[inputs],
+            seconds=seconds,
+        )
+        raise HTTPException(err.status, err.message) from None
+    checker = guard.pipeline.stream(prompt=prompt, input_flagged=inputs.flagged)
+
+    def events() -> Iterator[str]:
+        outcome, error = "ok", None
+        try:
+            for piece in [first] if first is not None else []:
+                released = checker.feed(piece)
+                if released:
+                    yield _chunk(interaction, model, content=released)
+            for piece in pieces:
+                if checker.blocked:
+                    break
+                released = checker.feed(piece)
+                if released:
+                    yield _chunk(interaction, model, content=released)
+        except UpstreamError as err:
+            outcome, error = "upstream_error", err.message
+        seconds["upstream"] = time.perf_counter() - upstream_start
+        rest = checker.finish() if error is None else ""
+        if rest:
+            yield _chunk(interaction, model, content=rest)
+        final = checker.last
+        decisions = [inputs] + ([final] if final is not None else [])
+        if checker.blocked:
+            outcome = "blocked_output"
+            yield _chunk(interaction, model, content=("\n\n" if checker.sent else "") + guard.config.safe_reply)
+        seconds["output_rails"] = sum(d.seconds for d in checker.decisions)
+        seconds["total"] = time.perf_counter() - start
+        stored = checker.sent + ("\n\n" + guard.config.safe_reply if checker.blocked else "")
+        guard.save(
+            key=key,
+            endpoint="chat",
+            messages=messages,
+            answer=stored,
+            outcome=outcome,
+            decisions=decisions,
+            seconds=seconds,
+            interaction=interaction,
+        )
+        finish = "content_filter" if checker.blocked else ("error" if error else "stop")
+        extra: dict[str, Any] = {"input": inputs.to_dict(), **({"output": final.to_dict()} if final else {})}
+        if error:
+            extra["error"] = error
+        yield _chunk(interaction, model, finish=finish, extra=extra)
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def build_guard(config: GuardConfig, *, migrate_schema: bool = True) -> Guard:
+    """Pipeline, store, upstream and metrics for ``config``, all loaded (the first request pays nothing)."""
+    from tether.guard.store import open_store
+    from tether.guard.upstream import EndpointUpstream, LocalUpstream
+
+    store = open_store(config.database, migrate_schema=migrate_schema)
+    admin = os.environ.get(ADMIN_KEY_ENV)
+    if admin and store.verify_key(admin) is None:
+        store.add_key(admin, name="admin (from environment)", admin=True)
+    elif admin is None and not store.list_keys():
+        import warnings
+
+        warnings.warn(
+            "the store has no API keys: create one with `tether guard keys create --admin` (or set "
+            f"{ADMIN_KEY_ENV}); until then every request is refused with 401",
+            stacklevel=2,
+        )
+    upstream: Upstream
+    if config.upstream_endpoint:
+        upstream = EndpointUpstream(
+            config.upstream_endpoint,
+            config.upstream_model,
+            api_key=os.environ.get(config.upstream_key_env),
+            timeout=config.upstream_timeout,
+            retries=config.upstream_retries,
+        )
+    else:
+        upstream = LocalUpstream(config.upstream_model)
+    guard = Guard(config, Pipeline(config), store, upstream)
+    guard.warm_up()
+    guard.monitor.start()
+    if config.retention_days is not None:
+        _start_retention(store, config.retention_days)
+    return guard
+
+
+def _start_retention(store: Store, days: float) -> None:
+    def loop() -> None:
+        while True:
+            store.purge(days)
+            time.sleep(3600)
+
+    threading.Thread(target=loop, daemon=True, name="tether-retention").start()
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process (uvicorn in factory mode), from the config file ``$TETHER_GUARD_CONFIG``."""
+    from tether.guard.config import GuardServeConfig
+
+    with open(os.environ[CONFIG_ENV], encoding="utf-8") as handle:
+        config = GuardServeConfig.model_validate(json.load(handle))
+    return create_app(build_guard(config, migrate_schema=False))
+
+
+def serve(config: GuardConfig, *, console: Any = None) -> None:
+    """Migrate the store once, then run uvicorn: in this process, or ``workers`` processes sharing the store."""
+    import tempfile
+    import warnings
+
+    import sqlalchemy as sa
+    import uvicorn
+
+    from tether.atomic import atomic_write_text
+    from tether.guard.store import migrate
+
+    migrate(config.database)
+    if config.workers > 1 and sa.make_url(config.database).get_backend_name() == "sqlite":
+        warnings.warn(
+            "several workers on one SQLite file work on one host but serialise every write; use PostgreSQL "
+            "(database: postgresql+psycopg://...) for more workers or more hosts",
+            stacklevel=2,
+        )
+    if console is not None:
+        where = config.upstream_endpoint or config.upstream_model
+        console.print(
+            f"tether guard: http://{config.host}:{config.port}/v1 in front of {where}, store {config.database}"
+        )
+    if config.workers == 1:
+        uvicorn.run(
+            create_app(build_guard(config, migrate_schema=False)),
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+        )
+        return
+    folder = tempfile.mkdtemp(prefix="tether-guard-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    path = os.path.join(folder, "config.json")
+    atomic_write_text(path, config.model_dump_json())
+    os.environ[CONFIG_ENV] = path
+    uvicorn.run(
+        "tether.guard.server:app_from_environment",
+        factory=True,
+        workers=config.workers,
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+    )
