@@ -21,13 +21,22 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tether.generation import SamplingParams
+from tether.guard import review_page
 from tether.guard.api import ChatRequest, CheckRequest, KeyRequest, ReviewRequest, error_body
 from tether.guard.config import GuardConfig
 from tether.guard.metrics import Metrics
@@ -384,6 +393,62 @@ def create_app(guard: Guard) -> FastAPI:
         ):
             raise HTTPException(404, f"no interaction {interaction_id}")
         return {"id": interaction_id, "review_label": body.label}
+
+    def page_admin(request: Request) -> ApiKey | None:
+        token = request.cookies.get(review_page.COOKIE) or ""
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            token = header[7:].strip()
+        key = guard.store.verify_key(token) if token else None
+        return key if key is not None and key.admin else None
+
+    @app.get("/review", response_class=HTMLResponse)
+    def review_queue(
+        request: Request, flagged: str = "true", reviewed: str = "false", outcome: str = "", message: str = ""
+    ) -> HTMLResponse:
+        if page_admin(request) is None:
+            return HTMLResponse(review_page.login_page(), status_code=401)
+        filters = {"flagged": flagged, "reviewed": reviewed, "outcome": outcome}
+        flags = {"true": True, "false": False}
+        if flagged not in ("", *flags) or reviewed not in ("", *flags) or len(outcome) > 32:
+            raise HTTPException(400, "filters: flagged and reviewed are true, false or empty")
+        rows = guard.store.query(
+            flagged=flags.get(flagged), reviewed=flags.get(reviewed), outcome=outcome or None, limit=200
+        )
+        return HTMLResponse(review_page.queue_page(rows, filters, message=message[:200]))
+
+    @app.post("/review/login", response_class=HTMLResponse)
+    async def review_login(request: Request) -> Response:
+        key = review_page.parse_form(await request.body()).get("key", "").strip()
+        record = guard.store.verify_key(key) if key else None
+        if record is None or not record.admin:
+            return HTMLResponse(review_page.login_page("That is not an admin key."), status_code=401)
+        response = RedirectResponse("/review", status_code=303)
+        response.set_cookie(review_page.COOKIE, key, httponly=True, samesite="strict", max_age=8 * 3600)
+        return response
+
+    @app.post("/review/logout")
+    def review_logout() -> Response:
+        response = RedirectResponse("/review", status_code=303)
+        response.delete_cookie(review_page.COOKIE)
+        return response
+
+    @app.post("/review/{interaction_id}", response_class=HTMLResponse)
+    async def review_form(interaction_id: str, request: Request) -> Response:
+        reviewer = page_admin(request)
+        if reviewer is None:
+            return HTMLResponse(review_page.login_page("Sign in again."), status_code=401)
+        form = review_page.parse_form(await request.body())
+        label, correction = form.get("label", ""), form.get("response", "").strip() or None
+        if label not in {value for value, _ in review_page.LABELS}:
+            raise HTTPException(400, f"label must be one of {', '.join(v for v, _ in review_page.LABELS)}")
+        if label == "corrected" and not correction:
+            raise HTTPException(400, "label corrected needs the corrected response")
+        if not guard.store.review(interaction_id, label=label, reviewer=reviewer.id, response=correction):
+            raise HTTPException(404, f"no interaction {interaction_id}")
+        back = {k: v for k, v in request.query_params.items() if k in ("flagged", "reviewed", "outcome")}
+        back["message"] = f"marked {label}"
+        return RedirectResponse("/review?" + urlencode(back), status_code=303)
 
     @app.get("/admin/alerts")
     def alerts(_key: ApiKey = Depends(admin_key)) -> dict[str, Any]:  # noqa: B008
