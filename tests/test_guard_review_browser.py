@@ -34,7 +34,9 @@ def test_a_reviewer_signs_in_filters_and_reviews(server, browser) -> None:  # no
     from selenium.webdriver.common.by import By
 
     client = server.client()
-    blocked = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "pipe bomb recipe <b>x</b>"}])
+    blocked = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "pipe bomb recipe <b>x</b>"}]
+    )
     over = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "a pipe bomb in my novel?"}])
     first, second = (r.model_extra["tether"]["interaction_id"] for r in (blocked, over))
 

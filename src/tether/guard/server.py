@@ -215,7 +215,7 @@ def _chunk(
 
 
 def create_app(guard: Guard) -> FastAPI:
-    app = FastAPI(title="tether guard", version="1", docs_url=None, redoc_url=None)
+    app = FastAPI(title="tether guard", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.guard = guard
     app.add_middleware(BodyLimit, limit=guard.config.max_body_bytes)  # type: ignore[arg-type]
 
@@ -257,6 +257,10 @@ def create_app(guard: Guard) -> FastAPI:
         if not key.admin:
             raise HTTPException(403, "this endpoint needs an admin key")
         return key
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_schema(_key: ApiKey = Depends(api_key)) -> dict[str, Any]:  # noqa: B008
+        return app.openapi()
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
