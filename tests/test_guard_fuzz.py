@@ -12,6 +12,7 @@ from hypothesis.errors import Unsatisfiable
 from tests.test_guard_server import server  # noqa: F401  (the module's running guard server)
 
 EXAMPLES = 25
+pytestmark = pytest.mark.slow  # about 30 s of requests: `make test-slow` (CI runs it)
 
 
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])

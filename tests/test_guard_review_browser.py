@@ -10,9 +10,12 @@ import pytest
 from tests.test_guard_server import server  # noqa: F401  (the module's running guard server)
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (apt-get install; .ci/run does)"
-)
+pytestmark = [
+    pytest.mark.slow,  # a browser and a server: `make test-slow` (CI runs it)
+    pytest.mark.skipif(
+        not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (apt-get install; .ci/run does)"
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -163,3 +163,56 @@ def test_serve_runs_on_the_embedded_model_from_one_command(tmp_path: Path) -> No
     finally:
         process.terminate()
         process.wait(30)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TETHER_TEST_POSTGRES_URL"), reason="needs TETHER_TEST_POSTGRES_URL (.ci/postgres.sh)"
+)
+def test_two_workers_share_one_postgresql_store(tmp_path: Path) -> None:
+    from tests.test_guard_store import _reset_postgres
+
+    database = os.environ["TETHER_TEST_POSTGRES_URL"]
+    _reset_postgres(database)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with openai_stub(lambda messages: "ok") as (stub_url, _):
+        config = tmp_path / "guard.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "command": "guard",
+                    "input_rails": [{"detector": "injection"}],
+                    "upstream_endpoint": stub_url,
+                    "upstream_model": "stub",
+                    "database": database,
+                    "port": port,
+                    "workers": 2,
+                }
+            )
+        )
+        log = tmp_path / "server.log"
+        process = start(config, log)
+        try:
+            wait_healthy(url, process, timeout=180)
+            with httpx.Client(timeout=30) as client, ThreadPoolExecutor(16) as pool:
+
+                def one(i: int) -> str:
+                    response = client.post(
+                        url + "/v1/chat/completions",
+                        headers={"Authorization": f"Bearer {ADMIN}"},
+                        json={"messages": [{"role": "user", "content": f"hello {i}"}]},
+                    )
+                    assert response.status_code == 200, response.text
+                    return response.json()["tether"]["interaction_id"]
+
+                ids = set(pool.map(one, range(300)))
+                metrics = client.get(url + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"}).text
+        finally:
+            process.terminate()
+            process.wait(30)
+    assert open_store(database, migrate_schema=False).ids() >= ids and len(ids) == 300
+    # /metrics sums both workers (prometheus multiprocess mode): every request is counted once.
+    line = next(
+        m for m in metrics.splitlines() if m.startswith('tether_guard_requests_total{endpoint="chat",outcome="ok"}')
+    )
+    assert float(line.split()[-1]) == 300

@@ -219,6 +219,9 @@ class GuardTrainConfig(Options):
     """Use at most this many harmless texts (a stable sample), to keep training minutes short."""
     c: float = Field(1.0, gt=0)
     """Inverse L2 strength of the logistic regression."""
+    balance_files: bool = True
+    """Give each file the same total weight within its class, so a small file of hard cases (safe requests
+    that sound dangerous) counts as much as a large general one."""
     progress: bool = True
     """Show progress (a bar on a terminal, lines in a log file)."""
 

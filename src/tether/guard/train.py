@@ -30,6 +30,8 @@ from tether.guard.detectors.embedded import windows
 from tether.guard.encoder import FEATURES, probe_features, sentence_embedding
 from tether.guard.texts import read_texts
 
+EMBEDDING_DEADLINE_MS = 2000.0
+
 
 def held_out(text: str, share: float) -> bool:
     """True for the calibration part: a stable hash of the text, not a random draw."""
@@ -37,9 +39,27 @@ def held_out(text: str, share: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
-def _read_all(files: Sequence[str]) -> list[str]:
-    texts = [row.text for f in files for row in read_texts(f)]
-    return list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+def _read_all(files: Sequence[str], origin: dict[str, int] | None = None) -> list[str]:
+    """Distinct texts of the files, in order; ``origin`` gets each text's file (the first that has it)."""
+    out: dict[str, None] = {}
+    for index, file in enumerate(files):
+        for row in read_texts(file):
+            text = row.text.strip()
+            if text and text not in out:
+                out[text] = None
+                if origin is not None:
+                    origin[text] = index
+    return list(out)
+
+
+def file_weights(texts: Sequence[str], origin: dict[str, int]) -> list[float]:
+    """Per-text weights that give every file the same total weight, with mean 1."""
+    counts: dict[int, int] = {}
+    for text in texts:
+        counts[origin.get(text, -1)] = counts.get(origin.get(text, -1), 0) + 1
+    raw = [1.0 / counts[origin.get(t, -1)] for t in texts]
+    scale = len(texts) / sum(raw)
+    return [w * scale for w in raw]
 
 
 def threshold_at_fpr(negative_scores: torch.Tensor, fpr: float) -> float:
@@ -78,8 +98,9 @@ def train_guard(
 
     from tether.report.progress import steps
 
-    harmful = _read_all(config.harmful)
-    harmless = _read_all(config.harmless)
+    origin: dict[str, int] = {}
+    harmful = _read_all(config.harmful, origin)
+    harmless = _read_all(config.harmless, origin)
     harmless = sorted(harmless, key=lambda t: hashlib.sha256(t.encode()).hexdigest())[: config.max_harmless]
     overlap = set(harmful) & set(harmless)
     if overlap:
@@ -126,7 +147,11 @@ def train_guard(
     def fit(positive: Sequence[str], negative: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([probe(positive), probe(negative)])
         y = [1] * len(positive) + [0] * len(negative)
-        model = LogisticRegression(C=config.c, class_weight="balanced", max_iter=3000).fit(x.numpy(), y)
+        weights = None
+        if config.balance_files:
+            weights = file_weights(positive, origin) + file_weights(negative, origin)
+        model = LogisticRegression(C=config.c, class_weight="balanced", max_iter=3000)
+        model.fit(x.numpy(), y, sample_weight=weights)
         return torch.tensor(model.coef_[0], dtype=torch.float32), torch.tensor(model.intercept_, dtype=torch.float32)
 
     out = config.out
@@ -166,7 +191,10 @@ def train_guard(
         {"detector": "obfuscation", "action": "log"},
     ]
     path = write_probe("harmful_request", "harmful request", split["harmful"][0], split["harmful"][1])
-    rails.append({"detector": "harmful_request", "action": "block", "options": {"artifact": path}})
+    # The embedding rails share one MiniLM pass per request; on a loaded CPU a long prompt takes far more than
+    # the 250 ms default, and a missed deadline blocks (on_error: closed), so they get more time.
+    slow = {"deadline_ms": EMBEDDING_DEADLINE_MS}
+    rails.append({"detector": "harmful_request", "action": "block", **slow, "options": {"artifact": path}})
     if split["jailbreaks"][0]:
         index = matrix(jailbreak_windows)
         sim_neg = (matrix(calibration_negatives) @ index.T).max(dim=1).values.clamp(min=0)
@@ -180,11 +208,12 @@ def train_guard(
             {
                 "detector": "jailbreak_similarity",
                 "action": "block",
+                **slow,
                 "options": {"artifact": str(out / "jailbreak_index.safetensors")},
             }
         )
         path = write_probe("jailbreak_classifier", "jailbreak", jailbreak_windows, split["jailbreaks"][1])
-        rails.append({"detector": "jailbreak_classifier", "action": "block", "options": {"artifact": path}})
+        rails.append({"detector": "jailbreak_classifier", "action": "block", **slow, "options": {"artifact": path}})
     flagged = torch.zeros(len(calibration_negatives), dtype=torch.bool)
     for name in ("harmful_request", "jailbreak_classifier"):
         if name in report:
@@ -200,7 +229,13 @@ def train_guard(
             {"detector": "secrets", "action": "mask"},
             {"detector": "pii", "action": "mask"},
             {"detector": "toxicity", "action": "block"},
-            {"detector": "output_judge", "action": "log", "options": {"flag_on": "compliance_when_flagged"}},
+            {
+                "detector": "output_judge",
+                "action": "log",
+                "deadline_ms": 2000.0,
+                "on_error": "open",
+                "options": {"flag_on": "compliance_when_flagged"},
+            },
         ],
     }
     atomic_write_text(out / "guard.yaml", yaml.safe_dump(guard, sort_keys=False))
