@@ -102,7 +102,7 @@ def ci(e: dict) -> str:
     return "n/a" if not e["n"] else f"{e['value']:.1%} [{e['low']:.1%}, {e['high']:.1%}]"
 
 
-def train(shared: Path, out: Path) -> tuple[dict, float]:
+def train(shared: Path, out: Path, *, balance_files: bool = True) -> tuple[dict, float]:
     from tether.guard.config import GuardTrainConfig
     from tether.guard.train import train_guard
 
@@ -119,6 +119,7 @@ def train(shared: Path, out: Path) -> tuple[dict, float]:
         out=out,
         fpr=FPR,
         progress=False,
+        balance_files=balance_files,
     )
     print(f"training the guard into {out} ...", flush=True)
     started = time.perf_counter()
@@ -403,6 +404,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--limit-harmless", type=int, default=2000, help="negatives: first N rows of harmless_val")
     parser.add_argument("--shared", type=Path, default=SHARED_DATA, help="the shared data folder")
+    parser.add_argument(
+        "--no-balance-files", action="store_true", help="train without equal weight per file (the earlier setting)"
+    )
     args = parser.parse_args(argv)
     if not (args.shared / "instructions" / "harmful_val.json").is_file():
         sys.exit(f"shared data not found at {args.shared}: this benchmark needs instructions/ and jailbreaks/")
@@ -417,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     from tether.guard.pipeline import Pipeline
     from tether.jsonsafe import dumps
 
-    report, train_s = train(args.shared, args.work / "guard")
+    report, train_s = train(args.shared, args.work / "guard", balance_files=not args.no_balance_files)
     guard = yaml.safe_load((args.work / "guard" / "guard.yaml").read_text())
     config = GuardConfig.model_validate({"input_rails": guard["input_rails"]})
     rails = [r.label for r in config.input_rails]
