@@ -17,8 +17,9 @@ The guard: ``tether guard train`` with the default rails (:func:`tether.guard.tr
 ``instructions/harmful_train.json``, ``harmless_train.json`` (2,000 of them) and
 ``jailbreaks/inthewild.shared.json``) writes ``--work``/guard/guard.yaml: input rails blocklist (empty, as
 trained), secrets, pii, injection, obfuscation (log), harmful_request, jailbreak_similarity,
-jailbreak_classifier; output rails secrets, pii, toxicity, output_judge (log, compliance_when_flagged).
-``--reuse`` keeps an existing one (training takes about 3 minutes on 2 cores).
+jailbreak_classifier; output rails secrets, pii, toxicity, output_judge (log, compliance_when_flagged), each
+with the ``deadline_ms`` and ``on_error`` train writes (the report lists the ones that differ from the
+defaults). ``--reuse`` keeps an existing one (training takes 1-3 minutes on 2 cores).
 
 Prompts (300, fixed, shuffled with seed 0): every ``instructions/harmful_val.json`` request (39), 30
 ``jailbreaks/inthewild.shared.json`` prompts (a stable hash sample) cut to at most 1,200 characters at a word
@@ -60,6 +61,7 @@ import importlib.metadata
 import json
 import os
 import random
+import re
 import socket
 import sqlite3
 import statistics
@@ -109,6 +111,7 @@ LLM_GUARD_WORKER = r'''
 import concurrent.futures as cf
 import importlib.metadata
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -212,8 +215,9 @@ def request(i):
         error = None
     except Exception as err:  # noqa: BLE001 - counted, not fatal
         valid_in, valid_out, error = {}, {}, f"{type(err).__name__}: {err}"
-    blocked = not all(valid_in.values()) or not all(valid_out.values())
-    return time.perf_counter() - started, blocked, error
+    invalid = [f"input:{k}" for k, ok in valid_in.items() if not ok]
+    invalid += [f"output:{k}" for k, ok in valid_out.items() if not ok]
+    return time.perf_counter() - started, invalid, error
 
 
 def run_pass(concurrency, order):
@@ -221,15 +225,18 @@ def run_pass(concurrency, order):
     with cf.ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(request, warm))
     timings.clear()
+    load_before = round(os.getloadavg()[0], 2)
     started = time.perf_counter()
     with cf.ThreadPoolExecutor(concurrency) as pool:
         done = list(pool.map(request, order))
     wall = time.perf_counter() - started
     return {
         "concurrency": concurrency,
+        "load_before": load_before,
         "wall_s": wall,
         "latencies_s": [d[0] for d in done],
-        "blocked": [d[1] for d in done],
+        "blocked": [bool(d[1]) for d in done],
+        "invalid_by": {k: sum(k in d[1] for d in done) for k in sorted({k for d in done for k in d[1]})},
         "errors": [d[2] for d in done if d[2]],
         "scanner_median_ms": {k: 1000 * sorted(v)[len(v) // 2] for k, v in timings.items() if v},
     }
@@ -333,6 +340,24 @@ def summary(latencies_s: Sequence[float], wall_s: float) -> dict[str, float]:
     }
 
 
+def by_kind(latencies_s: Sequence[float], kinds: Sequence[str]) -> dict[str, dict[str, float]]:
+    """p50 and p99 (ms) of each kind of prompt (harmless, harmful, jailbreak): where the tail comes from."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for seconds, kind in zip(latencies_s, kinds, strict=True):
+        groups[kind].append(seconds * 1000)
+    return {
+        "by_kind": {
+            k: {"n": len(v), "p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)}
+            for k, v in sorted(groups.items())
+        }
+    }
+
+
+def _reason(text: str) -> str:
+    """A rail's error reason without the per-text figures in parentheses, so equal causes count together."""
+    return re.sub(r"\([^()]*\)", "(...)", text)
+
+
 def load() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -367,28 +392,39 @@ def tether_pass(
     pipe.close()
     _wait_rail_threads()
     rails: dict[str, list[float]] = defaultdict(list)
+    missed: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     blocked: Counter[str] = Counter()
     blocked_by_error: Counter[str] = Counter()
+    harmless_by: Counter[str] = Counter()
     for (_, d_in, d_out), kind in zip(done, kinds, strict=True):
         for side, decision in (("input", d_in), ("output", d_out)):
             for v in decision.verdicts:
-                rails[f"{side}:{v.rail}"].append(v.detection.seconds)
+                name = f"{side}:{v.rail}"
                 if v.detection.verdict == "error":
-                    errors[f"{side}:{v.rail}: {v.detection.reason}"] += 1
+                    errors[f"{name}: {_reason(v.detection.reason)}"] += 1
+                if "deadline" in v.detection.reason and v.detection.verdict == "error":
+                    missed[name] += 1  # its timer never ran (cancelled in the queue) or was cut off
+                else:
+                    rails[name].append(v.detection.seconds)
         if d_in.blocked or d_out.blocked:
             blocked[kind] += 1
+            if kind == "harmless":
+                harmless_by.update({f"input:{r}" for r in d_in.blocked_by} | {f"output:{r}" for r in d_out.blocked_by})
             if any(v.applied == "error-closed" for v in d_in.verdicts + d_out.verdicts):
                 blocked_by_error[kind] += 1
     return {
         **summary([d[0] for d in done], wall),
+        **by_kind([d[0] for d in done], kinds),
         "concurrency": concurrency,
         "load_before": before,
         "rail_median_ms": {k: 1000 * percentile(v, 50) for k, v in rails.items()},
         "rail_p99_ms": {k: 1000 * percentile(v, 99) for k, v in rails.items()},
+        "rail_deadline_misses": dict(missed),
         "rail_errors": dict(errors.most_common()),
         "blocked": dict(blocked),
         "blocked_with_rail_error": dict(blocked_by_error),
+        "harmless_blocked_by": dict(harmless_by.most_common()),
     }
 
 
@@ -454,74 +490,55 @@ def http_pass(
     return closed_loop(lambda i: request(prompts[i]), range(len(prompts)), concurrency)
 
 
-def end_to_end(
-    guard_yaml: Path, work: Path, prompts: list[str], kinds: list[str], warmup: list[str], concurrency: int
-) -> dict:
+def serve_pass(
+    name: str, rails: dict, stub_url: str, work: Path, prompts: list[str], kinds: list[str], warmup: list[str], c: int
+) -> dict[str, Any]:
+    """``tether guard serve`` with ``rails`` (a guard.yaml's content) in front of the stub; 16 clients."""
+    import httpx
     import yaml
 
-    sys.path.insert(0, str(REPO))
-    from tests.openai_stub import openai_stub
-
-    def reply(messages: list[dict]) -> str:
-        return answer_for(next(m["content"] for m in reversed(messages) if m["role"] == "user"))
-
-    serve_yaml = work / "serve.yaml"
-    config = yaml.safe_load(guard_yaml.read_text())
-    config["monitor"] = {"rate_limit": False}
-    serve_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
-    database = work / "serve.db"
+    serve_yaml = work / f"serve-{name}.yaml"
+    serve_yaml.write_text(yaml.safe_dump({**rails, "monitor": {"rate_limit": False}}, sort_keys=False))
+    database = work / f"serve-{name}.db"
     for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
         path.unlink(missing_ok=True)
     port = _free_port()
-    out: dict[str, Any] = {"concurrency": concurrency}
-    with openai_stub(reply) as (stub_url, _requests):
-        before = load()
-        done, wall = http_pass(stub_url, prompts, concurrency, key=None, warmup=warmup)
-        out["direct"] = {**summary([d["seconds"] for d in done], wall), "load_before": before}
-        out["direct"]["non_200"] = sum(d["status"] != 200 for d in done)
-        argv = [
-            str(Path(sys.executable).parent / "tether"),
-            "guard",
-            "serve",
-            "--config",
-            str(serve_yaml),
-            "--upstream-endpoint",
-            stub_url,
-            "--upstream-model",
-            "stub",
-            "--database",
-            f"sqlite:///{database}",
-            "--port",
-            str(port),
-        ]
-        out["server_command"] = " ".join(argv)
-        env = {**os.environ, **OFFLINE_ENV, "TETHER_GUARD_ADMIN_KEY": ADMIN_KEY}
-        log = (work / "serve.log").open("wb")
+    argv = [
+        str(Path(sys.executable).parent / "tether"),
+        "guard",
+        "serve",
+        "--config",
+        str(serve_yaml),
+        "--upstream-endpoint",
+        stub_url,
+        "--upstream-model",
+        "stub",
+        "--database",
+        f"sqlite:///{database}",
+        "--port",
+        str(port),
+    ]
+    out: dict[str, Any] = {"name": name, "concurrency": c, "server_command": " ".join(argv)}
+    env = {**os.environ, **OFFLINE_ENV, "TETHER_GUARD_ADMIN_KEY": ADMIN_KEY}
+    base = f"http://127.0.0.1:{port}"
+    with (work / f"serve-{name}.log").open("wb") as log:
         started = time.perf_counter()
         server = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            import httpx
-
-            base = f"http://127.0.0.1:{port}"
             while True:
                 if server.poll() is not None:
-                    sys.exit(f"tether guard serve exited ({server.returncode}); see {work / 'serve.log'}")
+                    sys.exit(f"tether guard serve exited ({server.returncode}); see {log.name}")
                 try:
                     if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.perf_counter() - started > 300:
-                    sys.exit(f"tether guard serve did not start in 300 s; see {work / 'serve.log'}")
+                    sys.exit(f"tether guard serve did not start in 300 s; see {log.name}")
                 time.sleep(0.25)
             out["server_start_s"] = time.perf_counter() - started
             before = load()
-            done, wall = http_pass(f"{base}/v1", prompts, concurrency, key=ADMIN_KEY, warmup=warmup)
-            out["guard"] = {**summary([d["seconds"] for d in done], wall), "load_before": before}
-            out["guard"]["non_200"] = sum(d["status"] != 200 for d in done)
-            out["guard"]["blocked"] = dict(
-                Counter(k for d, k in zip(done, kinds, strict=True) if d["finish"] == "content_filter")
-            )
+            done, wall = http_pass(f"{base}/v1", prompts, c, key=ADMIN_KEY, warmup=warmup)
         finally:
             server.terminate()
             try:
@@ -529,11 +546,18 @@ def end_to_end(
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
-            log.close()
+    blocked = [d["finish"] == "content_filter" for d in done]
+    out["client"] = {
+        **summary([d["seconds"] for d in done], wall),
+        **by_kind([d["seconds"] for d in done], kinds),
+        "load_before": before,
+        "non_200": sum(d["status"] != 200 for d in done),
+        "blocked": dict(Counter(k for b, k in zip(blocked, kinds, strict=True) if b)),
+    }
     ids = [d["id"] for d in done if d["id"]]
     with sqlite3.connect(database) as db:
         rows = db.execute(
-            f"SELECT guard_ms, latency_ms, upstream_ms, outcome, verdicts FROM interactions WHERE id IN "
+            "SELECT guard_ms, latency_ms, upstream_ms, outcome, verdicts FROM interactions WHERE id IN "
             f"({','.join('?' * len(ids))})",
             ids,
         ).fetchall()
@@ -544,7 +568,7 @@ def end_to_end(
         for decision in json.loads(row[4]):
             for v in decision["verdicts"]:
                 if v.get("verdict") == "error":
-                    errors[f"{decision['side']}:{v['rail']}: {v.get('reason')}"] += 1
+                    errors[f"{decision['side']}:{v['rail']}: {_reason(v.get('reason') or '')}"] += 1
     out["store"] = {
         "rows": len(rows),
         "guard_ms_p50": percentile(guard_ms, 50),
@@ -555,9 +579,35 @@ def end_to_end(
         "outcomes": dict(Counter(r[3] for r in rows)),
         "rail_errors": dict(errors.most_common()),
     }
-    g, d = out["guard"], out["direct"]
-    out["added_p50_ms"] = g["p50_ms"] - d["p50_ms"]
-    out["added_p99_ms"] = g["p99_ms"] - d["p99_ms"]
+    return out
+
+
+def end_to_end(
+    variants: list[tuple[str, dict]], work: Path, prompts: list[str], kinds: list[str], warmup: list[str], c: int
+) -> dict[str, Any]:
+    """The stub alone, then each (name, rails) variant of the server in front of it, the same 16 clients."""
+    sys.path.insert(0, str(REPO))
+    from tests.openai_stub import openai_stub
+
+    def reply(messages: list[dict]) -> str:
+        return answer_for(next(m["content"] for m in reversed(messages) if m["role"] == "user"))
+
+    out: dict[str, Any] = {"concurrency": c, "servers": []}
+    with openai_stub(reply) as (stub_url, _requests):
+        before = load()
+        done, wall = http_pass(stub_url, prompts, c, key=None, warmup=warmup)
+        out["direct"] = {
+            **summary([d["seconds"] for d in done], wall),
+            "load_before": before,
+            "non_200": sum(d["status"] != 200 for d in done),
+        }
+        for name, rails in variants:
+            print(f"  server {name} ...", flush=True)
+            run = serve_pass(name, rails, stub_url, work, prompts, kinds, warmup, c)
+            run["added_p50_ms"] = run["client"]["p50_ms"] - out["direct"]["p50_ms"]
+            run["added_p99_ms"] = run["client"]["p99_ms"] - out["direct"]["p99_ms"]
+            out["servers"].append(run)
+            print(f"    added p50 {run['added_p50_ms']:.1f} ms, p99 {run['added_p99_ms']:.1f} ms", flush=True)
     return out
 
 
@@ -618,211 +668,266 @@ def _versions(names: Sequence[str]) -> dict[str, str | None]:
     return out
 
 
+def _rail_label(rail: Any) -> str:
+    """The rail's name, with its deadline and error policy when not the defaults (250 ms, closed)."""
+    extra = [f"{rail.deadline_ms / 1000:g} s" if rail.deadline_ms != 250 else ""]
+    extra.append(f"on_error {rail.on_error}" if rail.on_error != "closed" else "")
+    extra.append(rail.action if rail.action != "block" else "")
+    shown = ", ".join(e for e in extra if e)
+    return f"{rail.label} ({shown})" if shown else rail.label
+
+
 def _ratio(value: float, peer: float | None) -> str | None:
     return f"{value / peer:.2f}x" if peer else None
 
 
+def _blocked(blocked: dict[str, int]) -> str:
+    return f"{sum(blocked.values())} ({blocked.get('harmless', 0)})"
+
+
 def report(results: dict[str, Any]) -> str:
+    c = results["concurrency"]
     lg = results.get("llm_guard")
     lg_by_c: dict[int, dict] = {}
     if lg:
         for p in lg["passes"]:
             lg_by_c[p["concurrency"]] = summary(p["latencies_s"], p["wall_s"])
-    default_rails = results["default_rails"]
-    subset = "in: blocklist, secrets, obfuscation; out: blocklist, secrets"
-    rows = []
+    rows: list[list[object]] = []
 
-    def row(system: str, runs: str, c: int, s: dict[str, float], note: str = "") -> None:
-        peer = lg_by_c.get(c)
+    def row(system: str, runs: str, conc: int, s: dict, blocked: str | None, compare: bool = True) -> None:
+        peer = lg_by_c.get(conc) if compare else None
         rows.append(
             [
                 system,
                 runs,
-                c,
+                conc,
                 f"{s['p50_ms']:.1f}",
                 f"{s['p99_ms']:.1f}",
-                f"{s['rps']:.1f}",
+                f"{s['rps']:.1f}" if "rps" in s else None,
                 _ratio(s["p50_ms"], peer and peer["p50_ms"]),
-                _ratio(s["rps"], peer and peer["rps"]),
-                note or None,
+                _ratio(s["rps"], peer and peer["rps"]) if "rps" in s else None,
+                blocked,
+                s.get("load_before"),
             ]
         )
 
-    def blocked_note(p: dict) -> str:
-        errors = sum(p["blocked_with_rail_error"].values())
-        harmless = p["blocked"].get("harmless", 0)
-        return f"blocked {sum(p['blocked'].values())} ({harmless} harmless); {errors} failed closed on a rail error"
-
-    c = results["concurrency"]
     for p in results["tether"]:
-        row(
-            p["system"],
-            subset if p["name"].startswith("subset") else default_rails,
-            p["concurrency"],
-            p,
-            blocked_note(p),
-        )
+        runs = "S" if p["name"].startswith("subset") else "D"
+        row(p["system"], runs, p["concurrency"], p, _blocked(p["blocked"]))
     e2e = results.get("end_to_end")
     if e2e:
-        g, d, st = e2e["guard"], e2e["direct"], e2e["store"]
-        row(
-            "tether end to end: client -> guard serve -> stub",
-            default_rails,
-            c,
-            g,
-            f"non-200 {g['non_200']}; blocked {sum(g['blocked'].values())} "
-            f"({g['blocked'].get('harmless', 0)} harmless)",
-        )
-        row("stub direct (same clients, no guard)", "none", c, d)
-        rows.append(
-            [
-                "**latency added by the guard** (guard - direct)",
-                default_rails,
-                c,
-                f"{e2e['added_p50_ms']:.1f}",
-                f"{e2e['added_p99_ms']:.1f}",
-                None,
-                None,
-                None,
-                "difference of the percentiles above",
-            ]
-        )
-        rows.append(
-            [
-                "server store: guard_ms (rails only)",
-                default_rails,
-                c,
-                f"{st['guard_ms_p50']:.1f}",
-                f"{st['guard_ms_p99']:.1f}",
-                None,
-                None,
-                None,
-                f"{st['rows']} rows",
-            ]
-        )
-        rows.append(
-            [
-                "server store: latency_ms - upstream_ms",
-                "rails + request handling before the store write",
-                c,
-                f"{st['server_ms_p50']:.1f}",
-                f"{st['server_ms_p99']:.1f}",
-                None,
-                None,
-                None,
-                None,
-            ]
-        )
-    if lg:
-        scanners = f"in: {', '.join(lg['input_scanners'])}; out: {', '.join(lg['output_scanners'])}"
-        for p in lg["passes"]:
-            s = lg_by_c[p["concurrency"]]
+        d = e2e["direct"]
+        row("stub direct (the same clients, no guard)", "none", c, d, None, compare=False)
+        for run in e2e["servers"]:
+            g, st = run["client"], run["store"]
+            label = "" if run["name"] == "default" else ", deadline_ms 10 s (diagnostic)"
+            row(f"tether guard serve -> stub{label}: client latency", "D", c, g, _blocked(g["blocked"]), compare=False)
             row(
-                f"LLM Guard {lg['versions']['llm-guard']} in-process",
-                scanners,
+                f"  latency added by the guard{label} (client p - direct p)",
+                "D",
+                c,
+                {"p50_ms": run["added_p50_ms"], "p99_ms": run["added_p99_ms"]},
+                None,
+                compare=False,
+            )
+            row(
+                f"  server store{label}: guard_ms (rails)",
+                "D",
+                c,
+                {"p50_ms": st["guard_ms_p50"], "p99_ms": st["guard_ms_p99"]},
+                None,
+                compare=False,
+            )
+            row(
+                f"  server store{label}: latency_ms - upstream_ms",
+                "D",
+                c,
+                {"p50_ms": st["server_ms_p50"], "p99_ms": st["server_ms_p99"]},
+                None,
+                compare=False,
+            )
+    if lg:
+        for p in lg["passes"]:
+            s = {**lg_by_c[p["concurrency"]], "load_before": p["load_before"]}
+            harmless = sum(b for b, k in zip(p["blocked"], results["kinds"], strict=True) if k == "harmless")
+            row(
+                f"LLM Guard {lg['versions']['llm-guard']}, in-process",
+                "L",
                 p["concurrency"],
                 s,
-                f"blocked {sum(p['blocked'])}; exceptions {len(p['errors'])}",
+                f"{sum(p['blocked'])} ({harmless})",
             )
     m = results["machine"]
+    legend = [
+        f"- D = tether default (guard.yaml from `tether guard train`): {results['default_rails']}",
+        "- S = tether comparable subset: in: blocklist (the same words and patterns as LLM Guard's BanSubstrings "
+        "and Regex), secrets, obfuscation (log); out: blocklist, secrets",
+    ]
+    if lg:
+        legend.append(
+            f"- L = LLM Guard, every scanner that runs offline: in: {', '.join(lg['input_scanners'])}; "
+            f"out: {', '.join(lg['output_scanners'])} (its blocked count is mostly NoRefusalLight flagging the "
+            f"stub's refusal answer, one answer in four)"
+        )
     lines = [
         f"Command: `{results['command']}`",
         "",
         f"Machine: {m['cpu']}, {m['usable_cores']} usable cores ({m['logical_cores']} logical); load average "
-        f"(1 min) {m['load_start']} at start, {m['load_end']} at end (another process may share the cores); "
-        f"Python {m['python']}; "
+        f"(1 min) {m['load_start']} at start, {m['load_end']} at end (other processes may share the cores; the "
+        f"load column is the 1-min load just before each pass); Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-        + (", LLM Guard venv: " + ", ".join(f"{k} {v}" for k, v in lg["versions"].items() if v) if lg else ""),
+        + ("; LLM Guard venv: " + ", ".join(f"{k} {v}" for k, v in lg["versions"].items() if v) if lg else ""),
         "",
-        f"Prompts: {results['prompt_counts']} ({results['prompts']} in all, jailbreaks cut to "
-        f"{results['jailbreak_chars']} characters); answers: {len(ANSWERS)} short fixed texts. Closed loop of "
-        f"{c} client threads (and 1 for the sequential rows); latency per request (input + output check, or the "
-        f"whole HTTP request); req/s = requests / wall time of the pass. Ratios: tether / LLM Guard at the same "
-        f"concurrency (p50: lower is better; req/s: higher is better). Total run time "
-        f"{results['runtime_s']:.0f} s (guard training {results['train_s']:.0f} s).",
+        f"Prompts: {results['prompts']} ({', '.join(f'{v} {k}' for k, v in results['prompt_counts'].items())}; "
+        f"jailbreaks cut to {results['jailbreak_chars']} characters); answers: {len(ANSWERS)} short fixed texts. "
+        f"Closed loop of 'conc.' client threads; latency per request (in-process: check_input + check_output, "
+        f"both always; end to end: the whole HTTP request); req/s = requests / wall time of the pass; ratios: "
+        f"tether / LLM Guard at the same concurrency (p50: lower is better; req/s: higher is better); blocked: "
+        f"requests blocked on either side (of them harmless). Run time {results['runtime_s']:.0f} s "
+        f"(guard training {results['train_s']:.0f} s).",
         "",
         markdown_table(
             [
                 "system",
-                "what runs",
+                "runs",
                 "conc.",
                 "p50 ms",
                 "p99 ms",
                 "req/s",
                 "p50 / LLM Guard",
                 "req/s / LLM Guard",
-                "notes",
+                "blocked (harmless)",
+                "load",
             ],
             rows,
         ),
         "",
+        *legend,
+        "",
     ]
     if e2e:
-        ok50, ok99 = e2e["added_p50_ms"] <= GOAL_P50_MS, e2e["added_p99_ms"] <= GOAL_P99_MS
+        run = e2e["servers"][0]
+        ok50, ok99 = run["added_p50_ms"] <= GOAL_P50_MS, run["added_p99_ms"] <= GOAL_P99_MS
         lines += [
-            f"Goal (latency added, end to end, concurrency {c}): p50 at most {GOAL_P50_MS:g} ms: "
-            f"{'met' if ok50 else 'NOT met'} ({e2e['added_p50_ms']:.1f} ms); p99 at most {GOAL_P99_MS:g} ms: "
-            f"{'met' if ok99 else 'NOT met'} ({e2e['added_p99_ms']:.1f} ms).",
+            f"Goal (latency added by the default guard, end to end, concurrency {c}): p50 at most {GOAL_P50_MS:g} "
+            f"ms: {'met' if ok50 else 'NOT met'} ({run['added_p50_ms']:.1f} ms); p99 at most {GOAL_P99_MS:g} ms: "
+            f"{'met' if ok99 else 'NOT met'} ({run['added_p99_ms']:.1f} ms). A request blocked at the input never "
+            f"reaches the stub nor the output rails.",
             "",
         ]
+    warnings = []
+    harmless_total = results["prompt_counts"].get("harmless", 0)
+    for p in results["tether"]:
+        failed = p["blocked_with_rail_error"].get("harmless", 0)
+        if failed > 0.05 * harmless_total:
+            warnings.append(
+                f"WARNING: {p['system']}, concurrency {p['concurrency']}: {failed} of {harmless_total} harmless "
+                f"prompts were blocked because a rail erred (missed deadlines fail closed); its latency is that of "
+                f"a guard that cut its rails off."
+            )
+    for run in e2e["servers"] if e2e else []:
+        harmless = run["client"]["blocked"].get("harmless", 0)
+        if harmless > 0.05 * harmless_total:
+            warnings.append(
+                f"WARNING: tether guard serve ({run['name']}): {harmless} of {harmless_total} harmless prompts were "
+                f"blocked (store rail errors: {sum(run['store']['rail_errors'].values())})."
+            )
+    if m["load_start"] > 0.5 * (m["usable_cores"] or 1):
+        warnings.append(
+            f"WARNING: the machine was busy at the start (load average {m['load_start']} on {m['usable_cores']} "
+            f"cores); absolute times are inflated, ratios of passes run close together are more trustworthy."
+        )
+    if warnings:
+        lines += [*warnings, ""]
     lines += [
-        "Not like for like: tether's default pipeline runs far more than LLM Guard's offline scanners: three "
-        "MiniLM embedding rails (harmful-request probe, jailbreak similarity, jailbreak probe; one shared forward "
-        "pass per view and window), Presidio PII on both sides, prompt-injection heuristics, decoding of "
-        "base64/ROT13/hex/leetspeak payloads (every detector reads the decoded views), a toxicity classifier and "
-        "a refusal judge on the answer. LLM Guard's model-based scanners (PromptInjection, Toxicity, Anonymize, "
-        "Sensitive, ...) download models from the Hugging Face hub at first use and cannot run here. The "
-        "'comparable subset' rows run tether with the rails that match LLM Guard's offline set (blocklist = "
-        "BanSubstrings + Regex with the same words and patterns; secrets = Secrets; obfuscation ~ InvisibleText; "
-        "tether's output side has secrets where LLM Guard has NoRefusalLight, JSON and ReadingTime).",
+        "Not like for like: tether's default pipeline (D) runs far more than LLM Guard's offline scanners (L): "
+        "three MiniLM embedding rails (harmful-request probe, jailbreak similarity, jailbreak probe; one shared "
+        "forward pass per view and window), Presidio PII on both sides, prompt-injection heuristics, decoding of "
+        "base64/ROT13/hex/leetspeak payloads (detectors read the decoded views), a toxicity classifier and, when "
+        "an input rail flagged, a refusal judge (MiniLM cross-encoder) on the answer. LLM Guard's model-based "
+        "scanners (PromptInjection, Toxicity, Anonymize, Sensitive, ...) download models from the Hugging Face "
+        "hub at first use and cannot run here. S is the like-for-like row: blocklist = BanSubstrings + Regex, "
+        "secrets = Secrets, obfuscation ~ InvisibleText; on the output side tether runs blocklist and secrets, "
+        "LLM Guard BanSubstrings, Regex, NoRefusalLight, JSON and ReadingTime.",
         "",
     ]
     if lg:
-        lines.append("LLM Guard scanners left out (tried in this run with HF_HUB_OFFLINE=1, or by policy):")
+        lines += ["LLM Guard scanners left out (each tried in this run with HF_HUB_OFFLINE=1, or by policy):", ""]
+        reasons: dict[str, list[str]] = defaultdict(list)
+        for name, why in lg["failed"].items():
+            reasons[why.rsplit(" (", 1)[0][:110]].append(name)
+        lines += [f"- {', '.join(names)}: {why} ..." for why, names in reasons.items()]
+        lines += [f"- {name}: {why}" for name, why in lg["excluded"].items()]
+        lines += [""]
+        for p in lg["passes"]:
+            lines.append(
+                f"LLM Guard at c={p['concurrency']}: median ms per scanner: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in p["scanner_median_ms"].items())
+                + "; requests each scanner found invalid: "
+                + (", ".join(f"{k} {v}" for k, v in p["invalid_by"].items()) or "none")
+                + f"; exceptions: {len(p['errors'])}"
+            )
         lines.append("")
-        for name, why in {**lg["failed"], **lg["excluded"]}.items():
-            lines.append(f"- {name}: {why}")
-        lines.append("")
-    lines.append(
-        "Median time per rail (ms, from each verdict's own timer; at concurrency 16 it includes waiting for the GIL):"
-    )
-    lines.append("")
-    rail_rows = []
-    names = list(dict.fromkeys(k for p in results["tether"] for k in p["rail_median_ms"]))
     shown = [p for p in results["tether"] if not p["name"].startswith("subset")]
-    for name in names:
-        rail_rows.append(
-            [name, *[(f"{p['rail_median_ms'][name]:.2f}" if name in p["rail_median_ms"] else None) for p in shown]]
-        )
-    lines.append(markdown_table(["rail", *[f"{p['name']} (c={p['concurrency']})" for p in shown]], rail_rows))
-    lines.append("")
-    if lg:
+    names = list(dict.fromkeys(k for p in shown for k in [*p["rail_median_ms"], *p["rail_deadline_misses"]]))
+    lines += [
+        "tether per rail: median ms of the checks that ran (each verdict's own timer; under concurrency it "
+        "includes waiting for the GIL and for the embedding lock) / deadline misses (cancelled before they ran, "
+        "or cut off):",
+        "",
+        markdown_table(
+            ["rail", *[f"{p['system']} (c={p['concurrency']})" for p in shown]],
+            [
+                [
+                    name,
+                    *[
+                        f"{p['rail_median_ms'].get(name, 0):.2f} / {p['rail_deadline_misses'].get(name, 0)}"
+                        for p in shown
+                    ],
+                ]
+                for name in names
+            ],
+        ),
+        "",
+        "p50 / p99 ms by kind of prompt: "
+        + "; ".join(
+            f"{p['system']} c={p['concurrency']}: "
+            + ", ".join(f"{k} {v['p50_ms']:.0f}/{v['p99_ms']:.0f}" for k, v in p["by_kind"].items())
+            for p in results["tether"]
+        ),
+        "",
+    ]
+    if e2e:
         lines.append(
-            "LLM Guard median time per scanner (ms): "
+            "End to end by kind (client p50 / p99 ms): "
             + "; ".join(
-                f"c={p['concurrency']}: " + ", ".join(f"{k} {v:.2f}" for k, v in p["scanner_median_ms"].items())
-                for p in lg["passes"]
+                f"{r['name']}: "
+                + ", ".join(f"{k} {v['p50_ms']:.0f}/{v['p99_ms']:.0f}" for k, v in r["client"]["by_kind"].items())
+                for r in e2e["servers"]
             )
         )
         lines.append("")
     for p in results["tether"]:
-        if p["rail_errors"]:
+        other = {k: v for k, v in p["rail_errors"].items() if "deadline" not in k}
+        parts = []
+        if p["harmless_blocked_by"]:
+            parts.append(
+                "harmless prompts blocked by " + ", ".join(f"{k} x{v}" for k, v in p["harmless_blocked_by"].items())
+            )
+        if other:
+            parts.append("errors other than deadlines: " + "; ".join(f"{k} x{v}" for k, v in other.items()))
+        if parts:
+            lines += [f"{p['system']} c={p['concurrency']}: " + "; ".join(parts), ""]
+    if e2e:
+        for run in e2e["servers"]:
+            st = run["store"]
+            errors = "; ".join(f"{k} x{v}" for k, v in st["rail_errors"].items()) or "none"
             lines.append(
-                f"Rail errors in {p['name']} (c={p['concurrency']}): "
-                + "; ".join(f"{k} x{v}" for k, v in p["rail_errors"].items())
+                f"Server {run['name']}: `{run['server_command']}` (monitor.rate_limit off), ready "
+                f"{run['server_start_s']:.1f} s after start; non-200 {run['client']['non_200']}; store outcomes "
+                f"{st['outcomes']}; rail errors: {errors}"
             )
             lines.append("")
-    if e2e and e2e["store"]["rail_errors"]:
-        lines.append(
-            "Rail errors in the server's store (end to end): "
-            + "; ".join(f"{k} x{v}" for k, v in e2e["store"]["rail_errors"].items())
-        )
-        lines.append("")
-    if e2e:
-        lines.append(
-            f"Server: `{e2e['server_command']}` (monitor.rate_limit off), ready {e2e['server_start_s']:.1f} s "
-            f"after start; store outcomes {e2e['store']['outcomes']}."
-        )
     return "\n".join(lines)
 
 
@@ -839,7 +944,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--llm-guard-python", type=Path, default=Path("/tmp/llmguard-venv/bin/python"))
     parser.add_argument("--no-llm-guard", action="store_true")
-    parser.add_argument("--no-server", action="store_true", help="skip the end-to-end server run")
+    parser.add_argument("--no-server", action="store_true", help="skip the end-to-end server runs")
+    parser.add_argument("--no-diagnostics", action="store_true", help="skip the 10 s-deadline runs")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     os.environ.update(OFFLINE_ENV)
@@ -847,6 +953,8 @@ def main() -> None:
     load_start = load()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    import yaml
+
     from tether.config.files import load_config
     from tether.guard.config import GuardConfig, GuardTrainConfig
 
@@ -871,9 +979,9 @@ def main() -> None:
     config = load_config(GuardConfig, guard_yaml, {})
     default_rails = (
         "in: "
-        + ", ".join(r.label for r in config.input_rails)
+        + ", ".join(_rail_label(r) for r in config.input_rails)
         + "; out: "
-        + ", ".join(r.label for r in config.output_rails)
+        + ", ".join(_rail_label(r) for r in config.output_rails)
     )
     prompts, kinds, warmup = prompt_mix(args.prompts, args.jailbreaks, args.jailbreak_chars)
     c = args.concurrency
@@ -881,6 +989,7 @@ def main() -> None:
         "command": command_line(),
         "prompts": len(prompts),
         "prompt_counts": dict(Counter(kinds)),
+        "kinds": kinds,
         "jailbreak_chars": args.jailbreak_chars,
         "concurrency": c,
         "default_rails": default_rails,
@@ -890,7 +999,10 @@ def main() -> None:
     plan = [
         ("default", "tether default, in-process", config, 1),
         ("default", "tether default, in-process", config, c),
-        ("default-10s-deadlines", "tether default, deadline_ms 10 s (diagnostic)", no_deadline(config), c),
+    ]
+    if not args.no_diagnostics:
+        plan.append(("default-10s", "tether default, deadline_ms 10 s (diagnostic)", no_deadline(config), c))
+    plan += [
         ("subset", "tether comparable subset, in-process", subset_config(), 1),
         ("subset", "tether comparable subset, in-process", subset_config(), c),
     ]
@@ -901,9 +1013,14 @@ def main() -> None:
         print(f"  p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms, {p['rps']:.1f} req/s", flush=True)
     if not args.no_server:
         print(f"end to end: tether guard serve in front of a stub, {c} clients ...", flush=True)
-        results["end_to_end"] = end_to_end(guard_yaml, work, prompts, kinds, warmup, c)
-        e = results["end_to_end"]
-        print(f"  added p50 {e['added_p50_ms']:.1f} ms, p99 {e['added_p99_ms']:.1f} ms", flush=True)
+        rails = yaml.safe_load(guard_yaml.read_text())
+        variants = [("default", rails)]
+        if not args.no_diagnostics:
+            slow = {**rails}
+            for side in ("input_rails", "output_rails"):
+                slow[side] = [{**r, "deadline_ms": 10_000.0} for r in rails[side]]
+            variants.append(("deadline-10s", slow))
+        results["end_to_end"] = end_to_end(variants, work, prompts, kinds, warmup, c)
     if not args.no_llm_guard:
         ensure_llm_guard(args.llm_guard_python)
         print("LLM Guard (its own venv, offline scanners) ...", flush=True)

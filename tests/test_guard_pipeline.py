@@ -24,6 +24,7 @@ def pipeline(input_rails=(), output_rails=(), **extra) -> Pipeline:
 class Slow(Detector):
     name: ClassVar[str] = "test_slow"
     summary: ClassVar[str] = "sleeps, then flags"
+    inline = False  # like a model: it runs in the rail pool, under its deadline
 
     def score(self, sample: Sample) -> tuple[float, str, str, tuple[Span, ...]]:
         time.sleep(0.5)
@@ -33,6 +34,7 @@ class Slow(Detector):
 class Broken(Detector):
     name: ClassVar[str] = "test_broken"
     summary: ClassVar[str] = "raises"
+    inline = False
 
     def score(self, sample: Sample) -> tuple[float, str, str, tuple[Span, ...]]:
         raise RuntimeError("model file vanished")
@@ -92,6 +94,17 @@ def test_rails_run_concurrently(test_detectors) -> None:
     decision = pipeline(rails).check_input("hi")
     assert time.perf_counter() - start < 1.5  # four 0.5 s detectors, not 2 s in a row
     assert decision.blocked_by == ["slow0", "slow1", "slow2", "slow3"]
+
+
+def test_a_log_rail_that_errs_never_blocks_and_errors_are_not_flags(test_detectors) -> None:
+    decision = pipeline([{"detector": "test_broken", "action": "log", "on_error": "closed"}]).check_input("hi")
+    assert not decision.blocked and decision.verdicts[0].applied == "error-open"
+    assert not decision.flagged and decision.errors == 1
+
+
+def test_a_blocklist_pattern_may_carry_inline_flags() -> None:
+    rails = [{"detector": "blocklist", "options": {"patterns": ["(?i)bearer [a-z0-9]+", "(?s)begin.*end"]}}]
+    assert pipeline(rails).check_input("Authorization: BEARER abc123").blocked
 
 
 def test_new_user_and_tool_messages_are_checked_and_old_turns_are_not() -> None:

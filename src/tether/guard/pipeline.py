@@ -60,7 +60,12 @@ class Decision:
 
     @property
     def flagged(self) -> bool:
-        return any(v.applied != "none" for v in self.verdicts)
+        """A rail found something (blocked, masked or logged); errors are counted apart (:attr:`errors`)."""
+        return any(v.applied in ("block", "mask", "log") for v in self.verdicts)
+
+    @property
+    def errors(self) -> int:
+        return sum(v.applied.startswith("error") for v in self.verdicts)
 
     @property
     def blocked_by(self) -> list[str]:
@@ -77,6 +82,7 @@ class Decision:
             "blocked_by": self.blocked_by,
             "masked": self.masked,
             "flagged": self.flagged,
+            "errors": self.errors,
             "seconds": round(self.seconds, 6),
             "verdicts": [v.to_dict() for v in self.verdicts],
         }
@@ -127,10 +133,31 @@ class Pipeline:
         return EmbeddingCache(self._embed)
 
     def _run(self, jobs: Sequence[tuple[_Rail, Sample, int | None]]) -> list[RailVerdict]:
+        """Slow rails (models: embeddings, judges) go to the pool, each under its deadline; the embeddings a
+        sample needs are computed once, first, by this thread; fast rails (patterns, Presidio) run here
+        meanwhile. A deadline counts from when the rail could start, so waiting behind another request's
+        encoding in this thread does not spend it."""
+        from tether.guard.detectors.embedded import EmbeddingDetector
+
+        for sample in {id(s): s for _, s, _ in jobs if s.embed is not None}.values():
+            if any(isinstance(r.detector, EmbeddingDetector) for r, s, _ in jobs if s is sample):
+                EmbeddingDetector.prepare(sample)
         start = time.monotonic()
-        submitted = [(rail, index, self._pool.submit(rail.detector.check, sample)) for rail, sample, index in jobs]
-        verdicts = []
-        for rail, index, future in submitted:
+        pooled = [
+            (rail, index, self._pool.submit(rail.detector.check, sample))
+            for rail, sample, index in jobs
+            if not rail.detector.inline
+        ]
+        results: dict[int, RailVerdict] = {}
+        for position, (rail, sample, index) in enumerate(jobs):
+            if rail.detector.inline:
+                try:
+                    detection = rail.detector.check(sample)
+                except Exception as err:
+                    detection = failed(rail.detector.name, f"{type(err).__name__}: {err}")
+                results[position] = RailVerdict(rail.options.label, rail.options.action, detection, index)
+        positions = [p for p, (rail, _, _) in enumerate(jobs) if not rail.detector.inline]
+        for position, (rail, index, future) in zip(positions, pooled, strict=True):
             left = rail.options.deadline_ms / 1000 - (time.monotonic() - start)
             try:
                 detection = future.result(timeout=max(left, 0.0))
@@ -139,8 +166,8 @@ class Pipeline:
                 detection = failed(rail.detector.name, f"missed its {rail.options.deadline_ms:g} ms deadline")
             except Exception as err:
                 detection = failed(rail.detector.name, f"{type(err).__name__}: {err}")
-            verdicts.append(RailVerdict(rail.options.label, rail.options.action, detection, index))
-        return verdicts
+            results[position] = RailVerdict(rail.options.label, rail.options.action, detection, index)
+        return [results[p] for p in range(len(jobs))]
 
     def _decide(self, side: str, texts: list[str], verdicts: list[RailVerdict], seconds: float) -> Decision:
         decided: list[RailVerdict] = []
@@ -150,7 +177,9 @@ class Pipeline:
             d = v.detection
             applied = "none"
             if d.verdict == "error":
-                applied = "error-closed" if _policy(self, side, v.rail) == "closed" else "error-open"
+                # A log-only rail never blocks, whatever its error policy says.
+                closed = _policy(self, side, v.rail) == "closed" and v.action != "log"
+                applied = "error-closed" if closed else "error-open"
             elif d.flagged:
                 applied = v.action
                 if v.action == "mask":

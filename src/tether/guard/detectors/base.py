@@ -82,6 +82,8 @@ class Detector(ABC):
     """Its flags carry spans of the text as written, so a rail may ``mask`` them instead of blocking."""
     Options: ClassVar[type[Options]] = NoOptions
     default_threshold: ClassVar[float] = 0.5
+    inline: bool = True
+    """Fast enough (patterns, Presidio) to run in the request's own thread; models go to the rail pool."""
     needs_artifact: ClassVar[bool] = False
     """It loads a file made by ``tether guard train`` (named in its options)."""
 

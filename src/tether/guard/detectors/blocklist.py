@@ -42,15 +42,25 @@ class Blocklist(ViewDetector):
         super().__init__(options, threshold=threshold)
         opts: BlocklistOptions = self.options  # type: ignore[assignment]
         flags = 0 if opts.case_sensitive else re.IGNORECASE
-        parts = [rf"(?<!\w){re.escape(w)}(?!\w)" for w in opts.words if w.strip()]
-        parts += [f"(?:{p})" for p in opts.patterns]
-        self._pattern = re.compile("|".join(parts), flags) if parts else None
+        words = [rf"(?<!\w){re.escape(w)}(?!\w)" for w in opts.words if w.strip()]
+        # Words in one alternation; each pattern compiled on its own, so its inline flags ("(?i)...") stay valid.
+        self._patterns = ([re.compile("|".join(words), flags)] if words else []) + [
+            re.compile(p, flags) for p in opts.patterns
+        ]
 
     def score_text(self, text: str) -> tuple[float, str, tuple[Span, ...]]:
-        if self._pattern is None:
+        if not self._patterns:
             return 0.0, "empty blocklist", ()
         spans = tuple(
-            Span(m.start(), m.end(), "BLOCKLIST") for m in self._pattern.finditer(text) if m.end() > m.start()
+            sorted(
+                (
+                    Span(m.start(), m.end(), "BLOCKLIST")
+                    for p in self._patterns
+                    for m in p.finditer(text)
+                    if m.end() > m.start()
+                ),
+                key=lambda s: s.start,
+            )
         )
         if not spans:
             return 0.0, "nothing found", ()

@@ -59,6 +59,7 @@ class ArtifactOptions(Options):
 class EmbeddingDetector(Detector):
     kind: ClassVar[str]
     roles: ClassVar[tuple[Any, ...]] = ("user",)
+    inline: bool = False
     needs_artifact: ClassVar[bool] = True
     Options = ArtifactOptions
 
@@ -90,15 +91,28 @@ class EmbeddingDetector(Detector):
                     self.threshold = float(self.meta["threshold"])
                 default_encoder()
 
-    def score(self, sample: Sample) -> tuple[float, str, str, tuple[Span, ...]]:
-        self.warm_up()
-        if sample.embed is None:
-            sample.embed = default_cache()
+    @staticmethod
+    def texts(sample: Sample) -> tuple[list[str], list[str]]:
+        """The windows of every readable view, and the view each came from."""
         texts, hows = [], []
         for view in readable_views(sample.views):
             for window in windows(view.text):
                 texts.append(window)
                 hows.append(view.how)
+        return texts, hows
+
+    @classmethod
+    def prepare(cls, sample: Sample) -> None:
+        """Encode the sample's texts now (the pipeline does, once, before its embedding rails run)."""
+        if sample.embed is None:
+            sample.embed = default_cache()
+        sample.embed(cls.texts(sample)[0])
+
+    def score(self, sample: Sample) -> tuple[float, str, str, tuple[Span, ...]]:
+        self.warm_up()
+        if sample.embed is None:
+            sample.embed = default_cache()
+        texts, hows = self.texts(sample)
         scores, reasons = self.score_embeddings(sample.embed(texts))
         best = int(scores.argmax())
         return float(scores[best]), reasons[best], hows[best], ()

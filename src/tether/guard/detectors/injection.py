@@ -121,6 +121,7 @@ class Injection(Detector):
     def __init__(self, options: InjectionOptions | None = None, *, threshold: float | None = None) -> None:
         super().__init__(options, threshold=threshold)
         self._classifier: Any = None
+        self.inline = not getattr(self.options, "model", None)  # a classifier model goes to the rail pool
 
     def warm_up(self) -> None:
         opts: InjectionOptions = self.options  # type: ignore[assignment]

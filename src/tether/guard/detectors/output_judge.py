@@ -48,6 +48,7 @@ class OutputJudge(Detector):
     name: ClassVar[str] = "output_judge"
     summary: ClassVar[str] = "tether's refusal or harm judge on (request, answer): harm, refusal, or compliance"
     sides: ClassVar[tuple[Any, ...]] = ("output",)
+    inline: bool = False
     Options = OutputJudgeOptions
 
     def __init__(self, options: OutputJudgeOptions | None = None, *, threshold: float | None = None) -> None:
