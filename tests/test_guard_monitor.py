@@ -98,3 +98,18 @@ def test_block_and_refusal_rate_spikes(store) -> None:
     kinds = sorted(a.kind for a in monitor.check_rates())
     assert kinds == ["block_rate_spike", "refusal_rate_spike"]
     assert monitor.check_rates() == []  # once per window
+
+
+def test_alerts_are_posted_to_the_webhook(store) -> None:
+    import time as clock_time
+
+    from tests.openai_stub import openai_stub
+
+    with openai_stub(lambda messages: "unused") as (url, requests):
+        monitor = Monitor(MonitorOptions(probe_blocks=1, webhook=url + "/hook"), store)
+        store.record(row(Clock(), "k9", "blocked_input") | {"created_at": clock_time.time()})
+        monitor.observe(key_id="k9", blocked=True, prompt="try number one")
+        deadline = clock_time.monotonic() + 10
+        while not requests and clock_time.monotonic() < deadline:
+            clock_time.sleep(0.05)
+    assert requests and requests[0]["path"] == "/v1/hook" and requests[0]["body"]["kind"] == "probing"
