@@ -65,7 +65,7 @@ rl-demo: setup runs/rm-hh/model/config.json
 	$(BIN)/tether ppo --config configs/ppo-hh.yaml --overwrite
 
 # Test tiers (markers in pyproject.toml, given by tests/conftest.py). `make test` is the default suite:
-# unit + integration (multiprocess included); slow, gpu and network are opt-in. Each prints its 20 slowest.
+# unit + integration; multiprocess, slow, gpu and network are their own targets. Each prints its 20 slowest.
 test: setup
 	$(PYTEST)
 

@@ -209,6 +209,7 @@ def test_bad_guard_files_name_the_line(tmp_path: Path, edit: tuple[str, str], li
         assert f"guard.yaml:{line}:" in str(err.value)
 
 
+@pytest.mark.slow  # three CLI processes, each loading Presidio: `make test-slow`
 def test_cli_validate_detectors_and_check(tmp_path: Path) -> None:
     guard = tmp_path / "guard.yaml"
     guard.write_text(GOOD)
