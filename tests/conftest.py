@@ -5,7 +5,8 @@ Tiers (markers registered in pyproject.toml; README "Tests"): every test gets ex
 needs. A test marked with a tier keeps it; otherwise ``pytest_collection_modifyitems`` below calls it
 ``integration`` when it (or a fixture it uses, directly or not) builds or loads a model or runs the CLI in
 a subprocess, and ``unit`` otherwise. ``multiprocess`` tests are ``integration`` too. ``multiprocess``,
-``slow``, ``gpu`` and ``network`` are deselected by default (``addopts``); a ``gpu`` test skips on a machine without CUDA.
+``slow``, ``gpu`` and ``network`` are deselected by default (``addopts``); a ``gpu`` test skips on a machine
+without CUDA.
 """
 
 from __future__ import annotations

@@ -89,6 +89,7 @@ def test_bbq_as_lm_eval_scores_it(tmp_path):
     assert ambig.meta["biased"] == [1] and samples[2].meta["biased"] == [0]  # neg: stereotyped; nonneg: other
 
 
+@pytest.mark.slow  # 20-45 s: `make test-slow` keeps the default suite under 10 minutes
 def test_bbq_suite_end_to_end_and_resume(tmp_path, tiny_model_dir):
     from tests.conftest import run_cli
 

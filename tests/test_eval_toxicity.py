@@ -23,6 +23,7 @@ def test_scorer_finds_the_toxic_label_and_returns_its_probability(tiny_classifie
         ToxicityScorer(str(tiny_classifier), label="hateful")
 
 
+@pytest.mark.slow  # 20-45 s: `make test-slow` keeps the default suite under 10 minutes
 def test_toxicity_suite_end_to_end_against_an_endpoint(tmp_path, tiny_classifier):
     from tests.conftest import run_cli, run_endpoint_eval
     from tests.openai_stub import openai_stub

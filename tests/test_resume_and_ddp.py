@@ -50,6 +50,7 @@ def _assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(wa[name], wb[name]), f"{name}: largest difference {differ:.3e}"
 
 
+@pytest.mark.slow  # 20-45 s: `make test-slow` keeps the default suite under 10 minutes
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_model_dir, chat_file):
     steps = ["--max-steps", "12", "--batch-size", "4", "--save-every", "3"]
     straight = tmp_path / "straight"

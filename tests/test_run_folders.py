@@ -190,6 +190,7 @@ def test_training_overwrite_then_a_crash_leaves_no_old_report(tmp_path, tiny_mod
     assert run_kind(out) == "sft"
 
 
+@pytest.mark.slow  # 20-45 s: `make test-slow` keeps the default suite under 10 minutes
 def test_resume_falls_back_from_a_damaged_checkpoint(tmp_path, tiny_model_dir, chat_file):
     out = tmp_path / "run"
     base = ["sft", "--model", str(tiny_model_dir), "--data", str(chat_file), "--out", str(out)]
