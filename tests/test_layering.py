@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"guard"},  # runtime rails: detectors built on judges, toxicity scorers and red-team decoders
     {"demo"},  # the main job, built from the layers below
     {"cli_options"},  # typed configs -> Typer options
+    {"cli_guard"},  # the guard's commands
     {"cli"},  # the command table
     {"__main__"},
 ]

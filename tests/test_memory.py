@@ -154,6 +154,7 @@ def build_for(longest: int = 1024):
     return lambda c: offline_workload(c, shape, **facts, rows_per_example=2, scalar_head=True)
 
 
+@pytest.mark.slow  # 10-40 s: `make test-slow` keeps the default suite under 10 minutes
 def test_checkpointing_defaults_to_auto_and_auto_turns_it_on_where_activations_dominate(tmp_path):
     config = rm_config(tmp_path)
     assert config.gradient_checkpointing == "auto"
@@ -313,6 +314,7 @@ def test_cut_records_give_the_tokens_truncation_keeps(tokenizer_dir):
     assert cut == truncate_pair(encode_pair(encoder, record), 64, 32)
 
 
+@pytest.mark.slow  # 10-40 s: `make test-slow` keeps the default suite under 10 minutes
 def test_cli_trains_on_a_50_mb_record_in_little_memory(tmp_path, tiny_model_dir):
     """Before the cap, `tether dpo --max-length 64` tokenized the whole 50 MB record (7.6 GB, then an abort)."""
     rows = [

@@ -118,6 +118,7 @@ def test_lora_reference_is_the_policy_with_adapters_disabled(tmp_path, peaky_mod
     assert (tmp_path / "lora" / "model" / "adapter_config.json").is_file()
 
 
+@pytest.mark.slow  # 10-40 s: `make test-slow` keeps the default suite under 10 minutes
 def test_resume_continues_exactly(tmp_path, peaky_model_dir, rl_files):
     from tether.train.rl.trainer import run_online_rl
 

@@ -104,6 +104,7 @@ def test_a_stopped_campaign_resumes_and_unknown_attacks_fail_early(tmp_path):
         make_attack("pair")
 
 
+@pytest.mark.slow  # 10-40 s: `make test-slow` keeps the default suite under 10 minutes
 def test_exported_pairs_train_with_tether_dpo(tmp_path, tiny_model_dir):
     from tests.conftest import run_cli
 

@@ -13,52 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
+
+from tether.judges.embedding import SentenceEmbedder
 
 FEATURES = "minilm-l6-meanpool-all-layers"
 """Named in every artifact, so a file built on other features is refused at load time."""
 
 
-class LayerEncoder:
-    def __init__(self, model_dir: str | Path | None = None, *, max_length: int = 256, batch_size: int = 64) -> None:
-        from transformers import AutoModel, AutoTokenizer
-
-        from tether.judges.embedding import embedder_dir
-        from tether.models.weights import SAFE_LOAD, require_safetensors
-
-        path = Path(model_dir) if model_dir is not None else embedder_dir()
-        require_safetensors(path)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path, **SAFE_LOAD).eval()
-        self.max_length = max_length
-        self.batch_size = batch_size
+class LayerEncoder(SentenceEmbedder):
+    """``encoder(texts) -> [N, layers + 1, D]`` (:meth:`SentenceEmbedder.embed_layers`)."""
 
     @property
     def shape(self) -> tuple[int, int]:
-        config = self.model.config
-        return int(config.num_hidden_layers) + 1, int(config.hidden_size)
+        return self.layers, self.dim
 
     def __call__(self, texts: Sequence[str]) -> Any:
-        import torch
-
-        out = torch.empty(len(texts), *self.shape)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                batch = self.tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                hidden = self.model(**batch, output_hidden_states=True).hidden_states
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
-                pooled = torch.stack([(h * mask).sum(1) / mask.sum(1).clamp(min=1) for h in hidden], dim=1)
-                out[idx] = torch.nn.functional.normalize(pooled, dim=-1)
-        return out
+        return self.embed_layers(texts)
 
 
 @lru_cache(maxsize=1)

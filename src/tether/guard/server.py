@@ -1,7 +1,6 @@
 """``tether guard serve``: the rails in front of a model as an OpenAI-compatible HTTP API (FastAPI).
 
-Endpoints: ``POST /v1/chat/completions`` (streaming included; a blocked request or answer is an ordinary
-completion whose content is the safe reply and whose ``finish_reason`` is ``content_filter``),
+Endpoints: ``POST /v1/chat/completions`` (streaming included; :mod:`tether.guard.completions`),
 ``POST /v1/check`` (rails without generating), ``GET /v1/models``, ``GET /metrics`` (Prometheus),
 ``GET /healthz`` (no key), and behind an admin key ``/admin/interactions`` (list, one, review) and
 ``/admin/keys``. Every other endpoint needs ``Authorization: Bearer <key>``; keys are stored hashed.
@@ -16,40 +15,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import (
-    HTMLResponse,
-    JSONResponse,
-    PlainTextResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tether.generation import SamplingParams
 from tether.guard import review_page
 from tether.guard.api import ChatRequest, CheckRequest, KeyRequest, ReviewRequest, error_body
+from tether.guard.completions import chat_completion
 from tether.guard.config import GuardConfig
-from tether.guard.metrics import Metrics
-from tether.guard.monitor import Monitor
-from tether.guard.pipeline import Decision, Pipeline
-from tether.guard.redaction import Redactor
-from tether.guard.store import ApiKey, Store
-from tether.guard.upstream import Completion, Upstream, UpstreamError
+from tether.guard.service import Guard, build_guard
+from tether.guard.store import ApiKey
 
 CONFIG_ENV = "TETHER_GUARD_CONFIG"
 """A worker process reads its resolved config (JSON) from the file this names (`--workers N`)."""
-ADMIN_KEY_ENV = "TETHER_GUARD_ADMIN_KEY"
-"""When set at start, this key is added to the store as an admin key (if not there yet)."""
 
 
 class BodyLimit:
@@ -90,128 +73,6 @@ async def _too_large(limit: int, send: Any) -> None:
     body = json.dumps(error_body(f"the request body is larger than {limit} bytes", code="body_too_large")).encode()
     await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
-
-
-def _blocked(decisions: list[Decision]) -> bool:
-    return any(d.blocked for d in decisions)
-
-
-def _refused(decision: Decision) -> bool:
-    return any(v.detection.flagged and "refuses" in v.detection.reason for v in decision.verdicts)
-
-
-class Guard:
-    """The server's state: config, pipeline, store, upstream, metrics, redactor."""
-
-    def __init__(self, config: GuardConfig, pipeline: Pipeline, store: Store, upstream: Upstream) -> None:
-        self.config = config
-        self.pipeline = pipeline
-        self.store = store
-        self.upstream = upstream
-        self.metrics = Metrics()
-        self.redactor = Redactor(pipeline.mask_key) if config.redact else None
-        self.monitor = Monitor(config.monitor, store, on_alert=lambda a: self.metrics.alerts.labels(a.kind).inc())
-
-    def warm_up(self) -> None:
-        self.pipeline.warm_up()
-        self.upstream.warm_up()
-        if self.redactor is not None:
-            self.redactor.warm_up()
-
-    def redact(self, text: str | None) -> str | None:
-        return self.redactor(text) if self.redactor is not None else text
-
-    def params(self, body: ChatRequest) -> SamplingParams:
-        wanted = body.max_completion_tokens or body.max_tokens or self.config.max_new_tokens
-        stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-        return SamplingParams(
-            max_new_tokens=min(wanted, self.config.max_new_tokens) if self.upstream_is_local else wanted,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            seed=body.seed or 0,
-            stop=stop,
-        )
-
-    @property
-    def upstream_is_local(self) -> bool:
-        return self.config.upstream_endpoint is None
-
-    def save(
-        self,
-        *,
-        key: ApiKey,
-        endpoint: str,
-        messages: list[dict[str, str]],
-        answer: str | None,
-        outcome: str,
-        decisions: list[Decision],
-        seconds: dict[str, float],
-        interaction: str | None = None,
-    ) -> str:
-        """Write the interaction (redacted) and count it; the row is committed when this returns."""
-        request = [{"role": m["role"], "content": self.redact(m["content"])} for m in messages]
-        flagged = any(d.flagged for d in decisions)
-        row = {
-            "id": interaction or str(uuid.uuid4()),
-            "key_id": key.id,
-            "endpoint": endpoint,
-            "model": self.upstream.name if endpoint == "chat" else None,
-            "request": request,
-            "response": self.redact(answer),
-            "outcome": outcome,
-            "flagged": flagged,
-            "refused": any(_refused(d) for d in decisions if d.side == "output"),
-            "verdicts": [d.to_dict() for d in decisions],
-            "latency_ms": seconds.get("total", 0.0) * 1000,
-            "guard_ms": (seconds.get("input_rails", 0.0) + seconds.get("output_rails", 0.0)) * 1000,
-            "upstream_ms": seconds["upstream"] * 1000 if "upstream" in seconds else None,
-        }
-        interaction = self.store.record(row)
-        self.metrics.observe(endpoint, outcome, decisions, seconds)
-        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        self.monitor.observe(
-            key_id=key.id, blocked=outcome.startswith("blocked") or _blocked(decisions), prompt=last_user
-        )
-        return interaction
-
-
-def _completion_body(
-    guard: Guard, interaction: str, text: str, finish: str, decisions: list[Decision], usage: Completion | None
-) -> dict[str, Any]:
-    return {
-        "id": f"chatcmpl-{interaction}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": guard.upstream.name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-        "usage": {
-            "prompt_tokens": usage.prompt_tokens if usage else 0,
-            "completion_tokens": usage.completion_tokens if usage else 0,
-            "total_tokens": (usage.prompt_tokens + usage.completion_tokens) if usage else 0,
-        },
-        "tether": {"interaction_id": interaction, **{d.side: d.to_dict() for d in decisions}},
-    }
-
-
-def _chunk(
-    interaction: str,
-    model: str,
-    *,
-    content: str | None = None,
-    finish: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> str:
-    delta = {"role": "assistant", "content": content} if content is not None else {}
-    body: dict[str, Any] = {
-        "id": f"chatcmpl-{interaction}",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    if extra:
-        body["tether"] = extra
-    return f"data: {json.dumps(body)}\n\n"
 
 
 def create_app(guard: Guard) -> FastAPI:
@@ -310,62 +171,7 @@ def create_app(guard: Guard) -> FastAPI:
 
     @app.post("/v1/chat/completions", response_model=None)
     def chat(body: ChatRequest, key: ApiKey = Depends(api_key)) -> Any:  # noqa: B008
-        start = time.perf_counter()
-        messages = body.plain_messages()
-        if not any(m["role"] == "user" for m in messages):
-            raise HTTPException(400, "messages: at least one user message is needed")
-        inputs = guard.pipeline.check_input(messages)
-        seconds = {"input_rails": inputs.seconds}
-        prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        params = guard.params(body)
-        forwarded = [{**m, "content": text} for m, text in zip(messages, inputs.texts, strict=True)]
-        if body.stream:
-            return _stream(guard, key, messages, forwarded, prompt, inputs, params, start, seconds)
-        if inputs.blocked:
-            seconds["total"] = time.perf_counter() - start
-            interaction = guard.save(
-                key=key,
-                endpoint="chat",
-                messages=messages,
-                answer=inputs.reply,
-                outcome="blocked_input",
-                decisions=[inputs],
-                seconds=seconds,
-            )
-            return _completion_body(guard, interaction, inputs.reply or "", "content_filter", [inputs], None)
-        upstream_start = time.perf_counter()
-        try:
-            completion = guard.upstream.complete(forwarded, params)
-        except UpstreamError as err:
-            seconds["upstream"] = time.perf_counter() - upstream_start
-            seconds["total"] = time.perf_counter() - start
-            guard.save(
-                key=key,
-                endpoint="chat",
-                messages=messages,
-                answer=None,
-                outcome="upstream_error",
-                decisions=[inputs],
-                seconds=seconds,
-            )
-            raise HTTPException(err.status, err.message) from None
-        seconds["upstream"] = time.perf_counter() - upstream_start
-        outputs = guard.pipeline.check_output(completion.text, prompt=prompt, input_flagged=inputs.flagged)
-        seconds["output_rails"] = outputs.seconds
-        text = outputs.reply if outputs.blocked else outputs.texts[0]
-        finish = "content_filter" if outputs.blocked else completion.finish_reason
-        seconds["total"] = time.perf_counter() - start
-        outcome = "blocked_output" if outputs.blocked else "ok"
-        interaction = guard.save(
-            key=key,
-            endpoint="chat",
-            messages=messages,
-            answer=text,
-            outcome=outcome,
-            decisions=[inputs, outputs],
-            seconds=seconds,
-        )
-        return _completion_body(guard, interaction, text or "", finish, [inputs, outputs], completion)
+        return chat_completion(guard, key, body)
 
     @app.get("/admin/interactions")
     def list_interactions(
@@ -495,149 +301,6 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(TypeError, ValueError):
             out[name] = json.loads(out[name])
     return out
-
-
-def _stream(
-    guard: Guard,
-    key: ApiKey,
-    messages: list[dict[str, str]],
-    forwarded: list[dict[str, str]],
-    prompt: str,
-    inputs: Decision,
-    params: SamplingParams,
-    start: float,
-    seconds: dict[str, float],
-) -> Any:
-    model = guard.upstream.name
-    interaction = str(uuid.uuid4())
-    if inputs.blocked:
-        seconds["total"] = time.perf_counter() - start
-        guard.save(
-            key=key,
-            endpoint="chat",
-            messages=messages,
-            answer=inputs.reply,
-            outcome="blocked_input",
-            decisions=[inputs],
-            seconds=seconds,
-            interaction=interaction,
-        )
-
-        def blocked() -> Iterator[str]:
-            yield _chunk(interaction, model, content=inputs.reply)
-            yield _chunk(interaction, model, finish="content_filter", extra={"input": inputs.to_dict()})
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(blocked(), media_type="text/event-stream")
-    upstream_start = time.perf_counter()
-    pieces = guard.upstream.stream(forwarded, params)
-    try:
-        first = next(pieces, None)  # an upstream that fails before its first token gets a proper 502/504
-    except UpstreamError as err:
-        seconds["upstream"] = time.perf_counter() - upstream_start
-        seconds["total"] = time.perf_counter() - start
-        guard.save(
-            key=key,
-            endpoint="chat",
-            messages=messages,
-            answer=None,
-            outcome="upstream_error",
-            decisions=[inputs],
-            seconds=seconds,
-        )
-        raise HTTPException(err.status, err.message) from None
-    checker = guard.pipeline.stream(prompt=prompt, input_flagged=inputs.flagged)
-
-    def events() -> Iterator[str]:
-        outcome, error = "ok", None
-        try:
-            for piece in [first] if first is not None else []:
-                released = checker.feed(piece)
-                if released:
-                    yield _chunk(interaction, model, content=released)
-            for piece in pieces:
-                if checker.blocked:
-                    break
-                released = checker.feed(piece)
-                if released:
-                    yield _chunk(interaction, model, content=released)
-        except UpstreamError as err:
-            outcome, error = "upstream_error", err.message
-        seconds["upstream"] = time.perf_counter() - upstream_start
-        rest = checker.finish() if error is None else ""
-        if rest:
-            yield _chunk(interaction, model, content=rest)
-        final = checker.last
-        decisions = [inputs] + ([final] if final is not None else [])
-        if checker.blocked:
-            outcome = "blocked_output"
-            yield _chunk(interaction, model, content=("\n\n" if checker.sent else "") + guard.config.safe_reply)
-        seconds["output_rails"] = sum(d.seconds for d in checker.decisions)
-        seconds["total"] = time.perf_counter() - start
-        stored = checker.sent + ("\n\n" + guard.config.safe_reply if checker.blocked else "")
-        guard.save(
-            key=key,
-            endpoint="chat",
-            messages=messages,
-            answer=stored,
-            outcome=outcome,
-            decisions=decisions,
-            seconds=seconds,
-            interaction=interaction,
-        )
-        finish = "content_filter" if checker.blocked else ("error" if error else "stop")
-        extra: dict[str, Any] = {"input": inputs.to_dict(), **({"output": final.to_dict()} if final else {})}
-        if error:
-            extra["error"] = error
-        yield _chunk(interaction, model, finish=finish, extra=extra)
-        yield "data: [DONE]\n\n"
-
-    return StreamingResponse(events(), media_type="text/event-stream")
-
-
-def build_guard(config: GuardConfig, *, migrate_schema: bool = True) -> Guard:
-    """Pipeline, store, upstream and metrics for ``config``, all loaded (the first request pays nothing)."""
-    from tether.guard.store import open_store
-    from tether.guard.upstream import EndpointUpstream, LocalUpstream
-
-    store = open_store(config.database, migrate_schema=migrate_schema)
-    admin = os.environ.get(ADMIN_KEY_ENV)
-    if admin and store.verify_key(admin) is None:
-        store.add_key(admin, name="admin (from environment)", admin=True)
-    elif admin is None and not store.list_keys():
-        import warnings
-
-        warnings.warn(
-            "the store has no API keys: create one with `tether guard keys create --admin` (or set "
-            f"{ADMIN_KEY_ENV}); until then every request is refused with 401",
-            stacklevel=2,
-        )
-    upstream: Upstream
-    if config.upstream_endpoint:
-        upstream = EndpointUpstream(
-            config.upstream_endpoint,
-            config.upstream_model,
-            api_key=os.environ.get(config.upstream_key_env),
-            timeout=config.upstream_timeout,
-            retries=config.upstream_retries,
-        )
-    else:
-        upstream = LocalUpstream(config.upstream_model)
-    guard = Guard(config, Pipeline(config), store, upstream)
-    guard.warm_up()
-    guard.monitor.start()
-    if config.retention_days is not None:
-        _start_retention(store, config.retention_days)
-    return guard
-
-
-def _start_retention(store: Store, days: float) -> None:
-    def loop() -> None:
-        while True:
-            store.purge(days)
-            time.sleep(3600)
-
-    threading.Thread(target=loop, daemon=True, name="tether-retention").start()
 
 
 def app_from_environment() -> FastAPI:

@@ -49,20 +49,32 @@ class SentenceEmbedder:
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    @torch.inference_mode()
+    @property
+    def layers(self) -> int:
+        """Hidden states per text: the token embeddings and each layer's output."""
+        return int(self.model.config.num_hidden_layers) + 1
+
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
-        if not texts:
-            return torch.zeros(0, self.dim)
+        return self.pooled(texts, all_layers=False)[:, 0]
+
+    def embed_layers(self, texts: Sequence[str]) -> torch.Tensor:
+        """``[N, layers, D]``: every hidden state mean-pooled and normalised; ``[:, -1]`` is :meth:`embed`."""
+        return self.pooled(texts, all_layers=True)
+
+    @torch.inference_mode()
+    def pooled(self, texts: Sequence[str], *, all_layers: bool) -> torch.Tensor:
+        """``[N, layers or 1, D]``: mean over the attention mask, then L2 normalisation, in length-sorted batches."""
+        out = torch.empty(len(texts), self.layers if all_layers else 1, self.dim)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = torch.empty(len(texts), self.dim)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = self.tokenizer(
                 [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             )
-            hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            result = self.model(**batch, output_hidden_states=all_layers)
+            hidden = torch.stack(result.hidden_states, dim=1) if all_layers else result.last_hidden_state[:, None]
+            mask = batch["attention_mask"][:, None, :, None].to(hidden.dtype)
+            pooled = (hidden * mask).sum(2) / mask.sum(2).clamp(min=1)
             out[idx] = torch.nn.functional.normalize(pooled, dim=-1)
         return out
 

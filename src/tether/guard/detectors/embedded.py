@@ -10,6 +10,7 @@ computed once per check and shared by both detectors (:class:`~tether.guard.dete
 from __future__ import annotations
 
 import threading
+from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -117,8 +118,9 @@ class EmbeddingDetector(Detector):
         best = int(scores.argmax())
         return float(scores[best]), reasons[best], hows[best], ()
 
+    @abstractmethod
     def score_embeddings(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-        raise NotImplementedError
+        """(a score per row of ``[N, layers + 1, D]`` features, a reason per row)."""
 
 
 @register

@@ -13,6 +13,7 @@ publicsuffix.org over the network on first use).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -129,6 +130,38 @@ def _blank_engine() -> Any:
     return BlankSpacyEngine()
 
 
+@lru_cache(maxsize=8)
+def shared_analyzer(entities: tuple[str, ...], spacy_model: str | None) -> Any:
+    """One analyzer per set of entities in a process (rails and the store's redactor share it)."""
+    return build_analyzer(list(entities), spacy_model)
+
+
+class RecentFindings:
+    """The spans found in the last ``size`` texts per analyzer, so the store's redactor does not run Presidio
+    again on a request or answer a PII rail has just analysed."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._found: OrderedDict[tuple[Any, str], list[Span]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, str]) -> list[Span] | None:
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, str], spans: list[Span]) -> None:
+        with self._lock:
+            self._found[key] = spans
+            while len(self._found) > self.size:
+                self._found.popitem(last=False)
+
+
+RECENT = RecentFindings()
+
+
 def build_analyzer(entities: list[str], spacy_model: str | None) -> Any:
     """A Presidio AnalyzerEngine with exactly the recognisers ``entities`` need, and no network access."""
     import presidio_analyzer.predefined_recognizers as predefined
@@ -179,14 +212,21 @@ class Pii(ViewDetector):
         with self._lock:
             if self._analyzer is None:
                 opts: PiiOptions = self.options  # type: ignore[assignment]
-                self._analyzer = build_analyzer(opts.entities, opts.spacy_model)
+                self._analyzer = shared_analyzer(tuple(opts.entities), opts.spacy_model)
 
     def find(self, text: str) -> list[Span]:
         """Every entity Presidio finds at or above ``min_score``, overlaps resolved by its own rules."""
         self.warm_up()
         opts: PiiOptions = self.options  # type: ignore[assignment]
-        found = self._analyzer.analyze(text=text, language="en", entities=opts.entities, score_threshold=opts.min_score)
-        return merge_spans([Span(r.start, r.end, r.entity_type) for r in found])
+        key = ((tuple(opts.entities), opts.spacy_model, opts.min_score), text)
+        spans = RECENT.get(key)
+        if spans is None:
+            found = self._analyzer.analyze(
+                text=text, language="en", entities=opts.entities, score_threshold=opts.min_score
+            )
+            spans = merge_spans([Span(r.start, r.end, r.entity_type) for r in found])
+            RECENT.put(key, spans)
+        return list(spans)
 
     def score_text(self, text: str) -> tuple[float, str, tuple[Span, ...]]:
         spans = self.find(text)
