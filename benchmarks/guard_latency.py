@@ -25,7 +25,8 @@ Prompts (300, fixed, shuffled with seed 0): every ``instructions/harmful_val.jso
 ``jailbreaks/inthewild.shared.json`` prompts (a stable hash sample) cut to at most 1,200 characters at a word
 boundary, and the first ``instructions/harmless_val.json`` requests for the rest. Each prompt's answer is one
 of four short fixed texts (chosen by a hash of the prompt: a helpful answer, a refusal, one with an e-mail
-address and a phone number, a summary).
+address and a phone number, a summary), followed by the prompt's first eight words, so no two answers are the
+same text.
 
 Measured, each as a closed loop of ``--concurrency`` clients (threads) that each take the next prompt when
 their last one finished; latency is from a client starting a request to its end, requests/s is prompts over
@@ -89,7 +90,7 @@ ANSWERS = (
     "You can reach the support team at help@example.com or on +1 415 555 0100 between 9 am and 5 pm.",
     "In short: the article argues that regular exercise improves sleep, mood and long-term health.",
 )
-"""The stub model's answers (short fixed texts)."""
+"""The stub model's answers (short fixed texts, each followed by the request's first words)."""
 BANNED = [
     "ignore all previous instructions",
     "ignore previous instructions",
@@ -301,7 +302,10 @@ def prompt_mix(total: int, jailbreaks: int, jailbreak_chars: int) -> tuple[list[
 
 
 def answer_for(prompt: str) -> str:
-    return ANSWERS[int(_stable(prompt)[:8], 16) % len(ANSWERS)]
+    """One of ANSWERS, followed by the request's first words: every answer is a different text, so no cache
+    (the PII findings the store's redactor reuses within a request) carries over from one request to another."""
+    words = " ".join(prompt.split()[:8])
+    return f"{ANSWERS[int(_stable(prompt)[:8], 16) % len(ANSWERS)]} (About: {words})"
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -779,7 +783,8 @@ def report(results: dict[str, Any]) -> str:
         + ("; LLM Guard venv: " + ", ".join(f"{k} {v}" for k, v in lg["versions"].items() if v) if lg else ""),
         "",
         f"Prompts: {results['prompts']} ({', '.join(f'{v} {k}' for k, v in results['prompt_counts'].items())}; "
-        f"jailbreaks cut to {results['jailbreak_chars']} characters); answers: {len(ANSWERS)} short fixed texts. "
+        f"jailbreaks cut to {results['jailbreak_chars']} characters); answers: {len(ANSWERS)} short fixed texts, "
+        "each followed by the request's first words. "
         f"Closed loop of 'conc.' client threads; latency per request (in-process: check_input + check_output, "
         f"both always; end to end: the whole HTTP request); req/s = requests / wall time of the pass; ratios: "
         f"tether / LLM Guard at the same concurrency (p50: lower is better; req/s: higher is better); blocked: "

@@ -68,6 +68,16 @@ def test_profanity_check_backend_is_chosen_by_its_reserved_name_and_says_how_to_
     assert isinstance(make_toxicity_scorer(str(tiny_classifier)), ToxicityScorer)  # any other name: HF classifier
 
 
+def test_profanity_check_scores_equal_the_package_predict_prob():
+    pytest.importorskip("profanity_check", reason="alt-profanity-check is not installed (pip install tether[toxicity])")
+    from tether.evals.toxicity import make_toxicity_scorer
+
+    scorer = make_toxicity_scorer("profanity-check")
+    assert scorer.folds is not None, "the package's model is no longer a sigmoid-calibrated linear SVM"
+    texts = ["shut up, you fucking idiot", "I went home to cook dinner.", "", "damn", "you are a lovely person " * 40]
+    assert scorer.score(texts) == pytest.approx([float(p) for p in scorer.predict_prob(texts)], abs=1e-9)
+
+
 def test_profanity_check_scores_offensive_text_higher_and_runs_through_the_suite(tmp_path):
     pytest.importorskip("profanity_check", reason="alt-profanity-check is not installed (pip install tether[toxicity])")
     from tests.conftest import run_endpoint_eval

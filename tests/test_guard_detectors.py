@@ -124,6 +124,22 @@ def test_text_without_pii_passes(pii) -> None:
         assert not pii.check(Sample(text)).flagged
 
 
+def test_the_redactor_reuses_what_a_pii_rail_found_and_other_options_analyse_again(pii, monkeypatch) -> None:
+    from tether.guard.redaction import Redactor
+
+    calls: list[str] = []
+    analyze = pii._analyzer.analyze
+    monkeypatch.setattr(pii._analyzer, "analyze", lambda **kw: calls.append(kw["text"]) or analyze(**kw))
+    text = "mail the report to sam.lee@example.net by friday"
+    assert pii.check(Sample(text)).flagged and calls == [text]
+    redactor = Redactor()
+    assert redactor(text) == "mail the report to <EMAIL_ADDRESS> by friday" and calls == [text]
+    assert redactor.pii._analyzer is pii._analyzer  # one analyzer per set of entities in a process
+    stricter = build_detector("pii", {"min_score": 0.9})
+    stricter.check(Sample(text))
+    assert calls == [text, text]  # a different min_score is a different finding
+
+
 def test_unknown_pii_entity_is_an_error() -> None:
     with pytest.raises(ConfigError, match="PERSON_NAME"):
         build_detector("pii", {"entities": ["PERSON_NAME"]})

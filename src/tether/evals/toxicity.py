@@ -56,6 +56,7 @@ class ProfanityCheckScorer:
     def __init__(self) -> None:
         try:
             from profanity_check import predict_prob
+            from profanity_check.profanity_check import model, vectorizer
         except ImportError:
             raise ModelError(
                 f"--toxicity-model {PROFANITY_CHECK} needs the alt-profanity-check package: "
@@ -64,12 +65,41 @@ class ProfanityCheckScorer:
         from importlib.metadata import version
 
         self.predict_prob = predict_prob
+        self.vectorizer = vectorizer
+        self.folds = _sigmoid_folds(model)
         self.name = f"toxicity:{PROFANITY_CHECK}:alt-profanity-check=={version('alt-profanity-check')}"
 
     def score(self, texts: Sequence[str]) -> list[float]:
+        """``predict_prob`` computed from its weights directly: scikit-learn's ``CalibratedClassifierCV``
+        spends about 8 ms a call in checks around five dot products, which a guard rail pays per request."""
         if not texts:
             return []
-        return [float(p) for p in self.predict_prob(list(texts))]
+        if self.folds is None:
+            return [float(p) for p in self.predict_prob(list(texts))]
+        import numpy as np
+
+        weight, bias, a, b = self.folds
+        decision = np.asarray(self.vectorizer.transform(list(texts)) @ weight) + bias
+        return [float(p) for p in (1.0 / (1.0 + np.exp(a * decision + b))).mean(axis=1)]
+
+
+def _sigmoid_folds(model: Any) -> tuple[Any, Any, Any, Any] | None:
+    """(weights [V, k], intercepts, a, b) of a binary ``CalibratedClassifierCV`` over k linear models with
+    sigmoid (Platt) calibration: ``p = mean_i 1 / (1 + exp(a_i (w_i . x + c_i) + b_i))``, exactly what its
+    ``predict_proba`` returns for the positive class; None for any other model (then ``predict_prob`` runs)."""
+    import numpy as np
+
+    try:
+        folds = model.calibrated_classifiers_
+        if model.method != "sigmoid" or len(model.classes_) != 2:
+            return None
+        weight = np.stack([f.estimator.coef_[0] for f in folds], axis=1)
+        bias = np.array([f.estimator.intercept_[0] for f in folds])
+        a = np.array([f.calibrators[0].a_ for f in folds])
+        b = np.array([f.calibrators[0].b_ for f in folds])
+    except (AttributeError, IndexError, TypeError):
+        return None
+    return weight, bias, a, b
 
 
 def make_toxicity_scorer(spec: str, *, label: str | None = None) -> ToxicityScorer | ProfanityCheckScorer:

@@ -33,7 +33,14 @@ def embedder_dir() -> Path:
 class SentenceEmbedder:
     """``embed(texts) -> [N, 384]`` float32, unit-norm rows."""
 
-    def __init__(self, model_dir: str | Path | None = None, *, max_length: int = 256, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        max_length: int = 256,
+        batch_size: int = 64,
+        token_budget: int = 4096,
+    ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         from tether.models.weights import SAFE_LOAD, require_safetensors
@@ -44,6 +51,7 @@ class SentenceEmbedder:
         self.model = AutoModel.from_pretrained(path, **SAFE_LOAD).eval()
         self.max_length = max_length
         self.batch_size = batch_size
+        self.token_budget = token_budget
 
     @property
     def dim(self) -> int:
@@ -63,20 +71,34 @@ class SentenceEmbedder:
 
     @torch.inference_mode()
     def pooled(self, texts: Sequence[str], *, all_layers: bool) -> torch.Tensor:
-        """``[N, layers or 1, D]``: mean over the attention mask, then L2 normalisation, in length-sorted batches."""
+        """``[N, layers or 1, D]``: mean over the attention mask, then L2 normalisation. Texts go in batches of
+        similar length (at most ``batch_size`` texts and ``token_budget`` padded tokens each), so one long
+        text does not pad many short ones to its length."""
         out = torch.empty(len(texts), self.layers if all_layers else 1, self.dim)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-            )
+        if not texts:
+            return out
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        for idx in length_batches([len(ids) for ids in encoded], self.batch_size, self.token_budget):
+            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
             result = self.model(**batch, output_hidden_states=all_layers)
             hidden = torch.stack(result.hidden_states, dim=1) if all_layers else result.last_hidden_state[:, None]
             mask = batch["attention_mask"][:, None, :, None].to(hidden.dtype)
             pooled = (hidden * mask).sum(2) / mask.sum(2).clamp(min=1)
             out[idx] = torch.nn.functional.normalize(pooled, dim=-1)
         return out
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, token_budget: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most ``batch_size`` items whose padded size
+    (items x longest) stays within ``token_budget`` (a single longer item still gets its own batch)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if current and (len(current) >= batch_size or (len(current) + 1) * lengths[i] > token_budget):
+            batches.append(current)
+            current = []
+        current.append(i)
+    return [*batches, current] if current else batches
 
 
 @lru_cache(maxsize=1)
