@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from tether.cai.config import CaiReviseConfig
+from tether.cai.constitution import Constitution
 from tether.cli_guard import guard_app, guard_check, guard_eval, guard_serve, guard_train
 from tether.cli_options import config_command
 from tether.config import (
@@ -54,6 +56,8 @@ app.add_typer(judge_app, name="judge")
 rm_app = typer.Typer(help="Reward models: train (Bradley-Terry), evaluate, score.", no_args_is_help=True)
 app.add_typer(rm_app, name="rm")
 app.add_typer(guard_app, name="guard")
+cai_app = typer.Typer(help="Constitutional AI: constitutions, critique and revise.", no_args_is_help=True)
+app.add_typer(cai_app, name="cai")
 console = Console()
 RecordKindChoice = enum.Enum(  # type: ignore[misc]  # members from a table, which mypy cannot follow
     "RecordKindChoice", {k: k for k in ("conversation", "preference", "unpaired")}, type=str
@@ -205,6 +209,33 @@ def redteam_attacks_command() -> None:
 
 
 app.command("redteam-list", hidden=True, help="Renamed: use `tether redteam-attacks`.")(redteam_attacks_command)
+
+
+def _cai_revise(config: CaiReviseConfig) -> None:
+    from tether.cai.run import run_revise
+
+    run_revise(config, console=console)
+
+
+@cai_app.command("principles")
+def cai_principles_command(
+    constitution: Annotated[
+        Path | None, typer.Option(help="Constitution file (default: the one tether ships).")
+    ] = None,
+) -> None:
+    """List a constitution's principles (checked as `tether validate` checks it) and where the file is."""
+    from rich.table import Table
+
+    from tether.cai.constitution import load_constitution
+
+    loaded = load_constitution(constitution)
+    table = Table(title=f"constitution {loaded.constitution.name}")
+    for column in ("id", "tags", "critique request"):
+        table.add_column(column)
+    for principle in loaded.constitution.principles:
+        table.add_row(principle.id, ", ".join(principle.tags), principle.critique_request)
+    console.print(table)
+    console.print(f"file: {loaded.path} (sha256 {loaded.sha256[:12]})", highlight=False)
 
 
 def _rm_train(config: RMTrainConfig) -> None:
@@ -368,17 +399,20 @@ CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {
     GuardCheckConfig: guard_check,
     GuardEvalConfig: guard_eval,
     GuardServeConfig: guard_serve,
+    CaiReviseConfig: _cai_revise,
 }
 """Every command driven by a typed config: the config class (whose ``command`` is the command's name, as
 typed on the command line and as written in a YAML file's ``command:`` key) and the function it runs.
 The app and `tether validate` are both built from this table."""
 
-GROUPS = {"data": data_app, "judge": judge_app, "rm": rm_app, "guard": guard_app}
+GROUPS = {"data": data_app, "judge": judge_app, "rm": rm_app, "guard": guard_app, "cai": cai_app}
 
 
 def config_classes() -> dict[str, type[Options]]:
-    """Command name -> config class, for `tether validate` (and ``command: guard``, the guard's rails file)."""
-    return {GuardConfig.command: GuardConfig, **{cls.command: cls for cls in CONFIG_COMMANDS}}
+    """Command name -> config class, for `tether validate` (and the files no command runs: ``command: guard``,
+    the guard's rails file, and ``command: constitution``)."""
+    files_only = (GuardConfig, Constitution)
+    return {**{cls.command: cls for cls in files_only}, **{cls.command: cls for cls in CONFIG_COMMANDS}}
 
 
 for _cls, _run in CONFIG_COMMANDS.items():
@@ -394,7 +428,9 @@ def validate_command(
 ) -> None:
     """Check a config file against its command's schema without loading any model or data."""
     parsed = validate_file(config, config_classes())
-    console.print(f"[green]ok[/]: {config} is a valid `tether {type(parsed).command}` config")
+    command = type(parsed).command
+    what = f"`tether {command}` config" if type(parsed) in CONFIG_COMMANDS else f"`command: {command}` file"
+    console.print(f"[green]ok[/]: {config} is a valid {what}")
 
 
 def _quiet_libraries() -> None:

@@ -16,7 +16,7 @@ from tether.config.evaluation import (
     RedteamConfig,
     TargetOptions,
 )
-from tether.config.files import build_config, dump_config, load_config, read_yaml, validate_file
+from tether.config.files import build_config, dump_config, load_config, located, read_yaml, validate_file
 from tether.config.options import DataOptions, LoraOptions, ModelOptions, Options, TrainingConfig, TrainOptions
 from tether.config.reward import RewardTrainOptions, RMEvalConfig, RMScoreConfig, RMTrainConfig
 from tether.config.rl import (
@@ -103,6 +103,7 @@ __all__ = [
     "build_config",
     "dump_config",
     "load_config",
+    "located",
     "read_yaml",
     "validate_file",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 
 from tether.config.options import Options
 from tether.errors import ConfigError
@@ -75,6 +76,13 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
     return data, _key_lines(text)
 
 
+def located(message: str, *loc: str | int) -> PydanticCustomError:
+    """An error a model-level check raises about one place in the config (``located("duplicate id",
+    "principles", 3, "id")``): :func:`build_config` then names that field and its line, which a plain
+    ``ValueError`` from a model validator cannot."""
+    return PydanticCustomError("located", "{reason}", {"reason": message, "at": loc})
+
+
 def build_config(
     cls: type[Options],
     values: dict[str, Any],
@@ -87,13 +95,14 @@ def build_config(
         return cls(**values)
     except ValidationError as err:
         first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        top = str(first["loc"][0]) if first["loc"] else None
+        loc = tuple((first.get("ctx") or {}).get("at") or first["loc"])
+        field = ".".join(str(p) for p in loc) or None
+        top = str(loc[0]) if loc else None
         flag = f" (flag --{top.replace('_', '-')})" if top and file is None else ""
         raise ConfigError(
             first["msg"].removeprefix("Value error, ") + flag,
             file=file,
-            line=_line_of(tuple(first["loc"]), lines or {}) if top else None,
+            line=_line_of(loc, lines or {}) if top else None,
             field=field,
         ) from err
 

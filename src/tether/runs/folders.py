@@ -45,6 +45,7 @@ OWNED: dict[str, tuple[str, ...]] = {
     "redteam": _SAMPLES,
     "rm eval": ("eval.json", "report.html"),
     "demo": ("config.yaml", "pairs.jsonl", "dpo", "demo_results.json", "report.html"),
+    "cai revise": ("config.yaml", "run.json", "chains.jsonl", "sft.jsonl", "preferences.jsonl", "summary.json"),
 }
 """What each kind of run writes in its folder (``tether`` is the TensorBoard log folder of ``--report-to``);
 ``--overwrite`` deletes exactly these, plus the marker and tether's own temporary files."""
@@ -52,6 +53,7 @@ OWNED: dict[str, tuple[str, ...]] = {
 FINISHED = {
     **{kind: "model" for kind in OWNED},
     **{"eval": "summary.json", "redteam": "summary.json", "rm eval": "eval.json", "demo": "demo_results.json"},
+    "cai revise": "summary.json",
 }
 """The file or folder a kind of run writes last: present, the run finished."""
 

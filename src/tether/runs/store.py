@@ -1,4 +1,5 @@
-"""An eval run's folder: ``run.json`` (what was run) and ``samples.jsonl`` (one line per judged sample).
+"""An eval run's folder: ``run.json`` (what was run) and ``samples.jsonl`` (one line per judged sample; another
+``name`` for other append-only logs, e.g. ``tether cai revise``'s ``chains.jsonl``).
 
 Lines are appended and flushed batch by batch, so a stopped run loses at most the batch in flight and
 ``--resume`` continues where it stopped. A final line cut short by a crash is dropped on resume (with a
@@ -20,9 +21,11 @@ from tether.jsonsafe import dumps
 
 
 class SampleStore:
-    def __init__(self, out: Path, identity: dict[str, Any], *, resume: bool, overwrite: bool = False) -> None:
+    def __init__(
+        self, out: Path, identity: dict[str, Any], *, resume: bool, overwrite: bool = False, name: str = "samples.jsonl"
+    ) -> None:
         self.out = Path(out)
-        self.path = self.out / "samples.jsonl"
+        self.path = self.out / name
         self.run_file = self.out / "run.json"
         self.records: dict[str, dict[str, Any]] = {}
         self.dropped_partial_line = False
