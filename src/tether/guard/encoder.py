@@ -11,10 +11,7 @@ the six layers together lifted recall at 1% false-positive rate from 90% (last l
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -39,59 +36,6 @@ class LayerEncoder(SentenceEmbedder):
 def default_encoder() -> LayerEncoder:
     """One shared encoder per process."""
     return LayerEncoder()
-
-
-class BatchingEncoder:
-    """One encoder shared by concurrent requests: each call's texts join a queue, and one worker thread
-    encodes everything that is waiting (up to ``max_texts``) in one pass, then hands each caller its rows.
-
-    On 2 cores one MiniLM pass over 16 short prompts takes about a third of the time of 16 separate passes,
-    and a single encoding thread does not oversubscribe the cores with every request's own torch threads. A
-    lone request waits only for the hand-over to the worker.
-    """
-
-    def __init__(self, encode: Callable[[Sequence[str]], Any], *, max_texts: int = 64) -> None:
-        self._encode = encode
-        self.max_texts = max_texts
-        self._queue: queue.SimpleQueue[tuple[list[str], Future[Any]]] = queue.SimpleQueue()
-        self._worker: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, texts: Sequence[str]) -> Any:
-        done: Future[Any] = Future()
-        self._queue.put((list(texts), done))
-        with self._lock:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._loop, daemon=True, name="tether-encoder")
-                self._worker.start()
-        return done.result()
-
-    def _loop(self) -> None:
-        while True:
-            waiting = [self._queue.get()]
-            count = len(waiting[0][0])
-            while count < self.max_texts:
-                try:
-                    waiting.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-                count += len(waiting[-1][0])
-            try:
-                rows = self._encode([text for texts, _ in waiting for text in texts])
-            except Exception as err:  # every caller of this pass gets the error
-                for _, done in waiting:
-                    done.set_exception(err)
-                continue
-            start = 0
-            for texts, done in waiting:
-                done.set_result(rows[start : start + len(texts)])
-                start += len(texts)
-
-
-@lru_cache(maxsize=1)
-def request_encoder() -> BatchingEncoder:
-    """The process's encoder for serving: :func:`default_encoder` behind one :class:`BatchingEncoder`."""
-    return BatchingEncoder(default_encoder())
 
 
 def sentence_embedding(features: Any) -> Any:

@@ -127,9 +127,9 @@ class Pipeline:
 
             if not any(isinstance(r.detector, EmbeddingDetector) for r in self.input + self.output):
                 return None
-            from tether.guard.encoder import request_encoder
+            from tether.guard.encoder import default_encoder
 
-            self._embed = request_encoder()
+            self._embed = default_encoder()
         return EmbeddingCache(self._embed)
 
     def _run(self, jobs: Sequence[tuple[_Rail, Sample, int | None]]) -> list[RailVerdict]:

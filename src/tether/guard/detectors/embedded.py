@@ -46,9 +46,9 @@ def readable_views(views: list[View]) -> list[View]:
 
 
 def default_cache() -> EmbeddingCache:
-    from tether.guard.encoder import request_encoder
+    from tether.guard.encoder import default_encoder
 
-    return EmbeddingCache(request_encoder())
+    return EmbeddingCache(default_encoder())
 
 
 class ArtifactOptions(Options):

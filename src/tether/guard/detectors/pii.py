@@ -152,6 +152,10 @@ class RecentFindings:
                 self._found.move_to_end(key)
             return found
 
+    def clear(self) -> None:
+        with self._lock:
+            self._found.clear()
+
     def put(self, key: tuple[Any, str], spans: list[Span]) -> None:
         with self._lock:
             self._found[key] = spans
