@@ -1,7 +1,8 @@
 """A minimal OpenAI-compatible chat-completions server for tests (standard library only).
 
-``reply(messages) -> str`` scripts the chat answers; raising ``RuntimeError`` makes the request fail with
-HTTP 500; returning :data:`GARBAGE` answers HTTP 200 with a body that is not JSON. A request with
+``reply(messages) -> str`` scripts the chat answers (or returns a text and its first token's top log-probabilities,
+sent as ``choices[0].logprobs`` when the request asks for ``logprobs``); raising ``RuntimeError`` makes the
+request fail with HTTP 500; returning :data:`GARBAGE` answers HTTP 200 with a body that is not JSON. A request with
 ``"stream": true`` gets the answer as server-sent events, ``chunk`` characters at a time.
 ``complete(prompt)`` scripts ``/completions`` (a text, or a text and the first token's top log-probabilities);
 without it that path answers 404. Records every request it receives.
@@ -18,9 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 GARBAGE = "\x00garbage\x00"
 
 
+def _chat_logprobs(text: str, top: dict[str, float]) -> dict:
+    """Chat-completions ``logprobs``: the answer as one token, with ``top`` as its top log-probabilities."""
+    alternatives = [{"token": token, "logprob": logprob, "bytes": None} for token, logprob in top.items()]
+    return {"content": [{"token": text, "logprob": top.get(text, 0.0), "bytes": None, "top_logprobs": alternatives}]}
+
+
 @contextmanager
 def openai_stub(
-    reply: Callable[[list[dict]], str],
+    reply: Callable[[list[dict]], str | tuple[str, dict[str, float]]],
     *,
     api_key: str | None = None,
     complete: Callable[[str], str | tuple[str, dict[str, float]]] | None = None,
@@ -54,10 +61,11 @@ def openai_stub(
                 self._send(404, {"error": {"message": "not found"}})
                 return
             try:
-                text = reply(body["messages"])
+                answer = reply(body["messages"])
             except RuntimeError as err:
                 self._send(500, {"error": {"message": str(err), "type": "server_error"}})
                 return
+            text, top = answer if isinstance(answer, tuple) else (answer, None)
             if text == GARBAGE:
                 data = b"<html>this is not json"
                 self.send_response(200)
@@ -77,7 +85,16 @@ def openai_stub(
                     "created": 0,
                     "model": body.get("model", "stub"),
                     "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                            **(
+                                {"logprobs": _chat_logprobs(text, top)}
+                                if top is not None and body.get("logprobs")
+                                else {}
+                            ),
+                        }
                     ],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 },

@@ -165,6 +165,7 @@ def test_bad_eval_data_fails_before_any_model_loads(tmp_path):
     assert unknown.returncode != 0 and "unknown eval suite" in unknown.stderr and "harmful" in unknown.stderr
 
 
+@pytest.mark.slow  # 9-10 s: `make test-slow` keeps the default suite under 10 minutes
 def test_eval_rescore_rejudges_stored_answers_without_generating(tmp_path):
     from tests.conftest import run_cli, run_endpoint_eval
     from tests.openai_stub import openai_stub

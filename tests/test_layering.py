@@ -23,10 +23,10 @@ LAYERS: list[set[str]] = [
     {"config"},  # typed configs of every command (names the embedded default model)
     {"generation"},  # batched generation engines
     {"targets"},  # what gets evaluated or attacked: a local model, an endpoint, a script
-    {"cai"},  # constitutions, critique and revise: generation against targets (AI labels may lift it later)
     {"judges"},  # refusal judges and their factory
     {"reward"},  # reward-model scoring and composable RL rewards
     {"train", "evals", "redteam"},  # the three kinds of work, independent of each other
+    {"cai"},  # constitutions, critique and revise, AI labels (a local judge scores with evals' log-likelihoods)
     {"guard"},  # runtime rails: detectors built on judges, toxicity scorers and red-team decoders
     {"demo"},  # the main job, built from the layers below
     {"cli_options"},  # typed configs -> Typer options

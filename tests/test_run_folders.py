@@ -126,6 +126,7 @@ def test_a_file_where_a_folder_is_expected_and_a_folder_where_a_file_is(runs, tm
     assert not list(folder.iterdir())
 
 
+@pytest.mark.slow  # 9-10 s: `make test-slow` keeps the default suite under 10 minutes
 def test_eval_rescore_works_only_on_an_eval_run(runs, tmp_path):
     legacy_redteam = tmp_path / "campaign"
     legacy_redteam.mkdir()

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from tether.cai.config import CaiReviseConfig
+from tether.cai.config import CaiLabelConfig, CaiReviseConfig
 from tether.cai.constitution import Constitution
 from tether.cli_guard import guard_app, guard_check, guard_eval, guard_serve, guard_train
 from tether.cli_options import config_command
@@ -217,6 +217,12 @@ def _cai_revise(config: CaiReviseConfig) -> None:
     run_revise(config, console=console)
 
 
+def _cai_label(config: CaiLabelConfig) -> None:
+    from tether.cai.label_run import run_label
+
+    run_label(config, console=console)
+
+
 @cai_app.command("principles")
 def cai_principles_command(
     constitution: Annotated[
@@ -400,6 +406,7 @@ CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {
     GuardEvalConfig: guard_eval,
     GuardServeConfig: guard_serve,
     CaiReviseConfig: _cai_revise,
+    CaiLabelConfig: _cai_label,
 }
 """Every command driven by a typed config: the config class (whose ``command`` is the command's name, as
 typed on the command line and as written in a YAML file's ``command:`` key) and the function it runs.

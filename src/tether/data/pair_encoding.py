@@ -34,11 +34,13 @@ from tether.errors import DataError
 
 @dataclass
 class PairExample:
-    """Token ids of a preference pair; completions exclude the prompt."""
+    """Token ids of a preference pair; completions exclude the prompt. ``p_chosen``: the record's soft label
+    (None when it has none), carried to the loss by the preference and reward recipes."""
 
     prompt_ids: list[int]
     chosen_ids: list[int]
     rejected_ids: list[int]
+    p_chosen: float | None = None
 
     def sequences(self) -> tuple[TokenizedExample, TokenizedExample]:
         """(prompt + chosen, prompt + rejected) with labels on the completion tokens only."""
@@ -130,6 +132,7 @@ def encode_pair(encoder: ChatEncoder, pair: Preference) -> PairExample:
         prompt_ids,
         _completion_ids(encoder, prompt, prompt_ids, pair.chosen, "chosen"),
         _completion_ids(encoder, prompt, prompt_ids, pair.rejected, "rejected"),
+        pair.p_chosen,
     )
 
 
@@ -142,7 +145,7 @@ def truncate_pair(example: PairExample, max_length: int, max_prompt_length: int)
     chosen, rejected = example.chosen_ids[:room], example.rejected_ids[:room]
     if not chosen or not rejected:
         return None
-    return PairExample(prompt, chosen, rejected)
+    return PairExample(prompt, chosen, rejected, example.p_chosen)
 
 
 def truncate_unpaired(example: UnpairedExample, max_length: int, max_prompt_length: int) -> UnpairedExample | None:

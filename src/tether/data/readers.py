@@ -389,7 +389,7 @@ def _decode_csv_row(row: Row) -> Row:
             decoded[name] = value if is_messages else cell
         elif name == "label":
             decoded[name] = _LABELS.get(cell.strip().lower(), cell)
-        elif name == "margin":
+        elif name in ("margin", "p_chosen"):
             try:
                 decoded[name] = float(cell)
             except ValueError:
@@ -468,7 +468,7 @@ def _preference_row(row: Mapping[str, Any]) -> Record:
                 "--data-format hh-rlhf (fmt='hh-rlhf' in Python)",
                 field="prompt",
             )
-    names = ("prompt", "chosen", "rejected", "margin") if "margin" in row else ("prompt", "chosen", "rejected")
+    names = ("prompt", "chosen", "rejected", *(name for name in ("margin", "p_chosen") if name in row))
     return parse_record("preference", _pick(row, *names))
 
 

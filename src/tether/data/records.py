@@ -22,7 +22,7 @@ import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from tether.errors import DataError
@@ -148,6 +148,11 @@ class Preference(BaseModel):
     margin: float | None = None
     """How much better chosen is than rejected (Llama 2's reward-model margin); only `tether rm train`
     uses it."""
+    p_chosen: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = None
+    """A soft label: the probability that ``chosen`` really is the better completion (e.g. an AI judge's, from
+    `tether cai label`); absent means 1. Writers keep it >= 0.5 by swapping chosen and rejected. It reaches
+    the conservative and robust DPO losses as the per-example flip rate ``eps = 1 - p_chosen`` (overriding
+    ``--label-smoothing``) and `tether rm train` as the soft Bradley-Terry target (:mod:`tether.losses`)."""
 
     @property
     def is_conversational(self) -> bool:

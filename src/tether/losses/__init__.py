@@ -8,7 +8,14 @@ paper. KTO is unpaired and has its own signature (:func:`kto_loss`). Add an SFT 
 
 from __future__ import annotations
 
-from tether.losses.base import LossOutput, PairedLoss, PreferenceBatchLogps, PreferenceLossParams, per_token
+from tether.losses.base import (
+    LossOutput,
+    PairedLoss,
+    PreferenceBatchLogps,
+    PreferenceLossParams,
+    flip_rates,
+    per_token,
+)
 from tether.losses.bco import RunningMean, bco_loss
 from tether.losses.dpo import cdpo_loss, robust_loss, sigmoid_loss
 from tether.losses.hinge import hinge_loss
@@ -53,6 +60,7 @@ __all__ = [
     "bco_loss",
     "cdpo_loss",
     "chosen_nll",
+    "flip_rates",
     "hinge_loss",
     "ipo_loss",
     "kto_loss",

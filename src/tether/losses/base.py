@@ -18,7 +18,10 @@ class PreferenceBatchLogps:
     """Summed completion log-probs of a batch of (chosen, rejected) pairs, each ``[B]``.
 
     ``ref_*`` are ``None`` for reference-free losses (ORPO, SimPO); ``*_lengths`` are ``None`` unless a loss
-    normalises by length (IPO, ORPO, SimPO, the RPO NLL term). A loss ignores the fields it does not use.
+    normalises by length (IPO, ORPO, SimPO, the RPO NLL term). ``p_chosen`` holds each pair's soft label, the
+    probability that chosen really is better (NaN for a pair without one; ``None`` when no pair has one):
+    cdpo and robust read it as the per-example flip rate ``eps = 1 - p_chosen`` (:func:`flip_rates`). A loss
+    ignores the fields it does not use.
     """
 
     policy_chosen: torch.Tensor
@@ -27,6 +30,7 @@ class PreferenceBatchLogps:
     ref_rejected: torch.Tensor | None = None
     chosen_lengths: torch.Tensor | None = None
     rejected_lengths: torch.Tensor | None = None
+    p_chosen: torch.Tensor | None = None
 
     def require(self, *names: str) -> tuple[torch.Tensor, ...]:
         """The named fields, or a ``ValueError`` naming the loss's missing inputs."""
@@ -43,7 +47,8 @@ class PreferenceLossParams:
     Attributes:
         beta: inverse temperature of the implicit reward (all losses; IPO's regulariser tau; ORPO and SimPO
             scale their reference-free rewards by it).
-        label_smoothing: probability eps that a label is flipped (cdpo, robust); robust needs eps < 1/2.
+        label_smoothing: probability eps that a label is flipped (cdpo, robust); robust needs eps < 1/2. A
+            pair's own soft label, where it has one, overrides it (:func:`flip_rates`).
         gamma: SimPO's target reward margin.
         delta: BCO's reward shift, a running mean of past rewards (see :class:`tether.losses.bco.RunningMean`).
         orpo_lambda: weight of ORPO's odds-ratio term against its NLL term.
@@ -68,6 +73,15 @@ class LossOutput:
 
 
 PairedLoss = Callable[[PreferenceBatchLogps, PreferenceLossParams], LossOutput]
+
+
+def flip_rates(logps: PreferenceBatchLogps, params: PreferenceLossParams) -> torch.Tensor | float:
+    """The flip rate eps of each pair: ``1 - p_chosen`` where the pair carries a soft label, else the global
+    ``params.label_smoothing`` (a float when no pair of the batch has a soft label)."""
+    if logps.p_chosen is None:
+        return params.label_smoothing
+    p = logps.p_chosen.to(logps.policy_chosen.dtype)
+    return torch.where(torch.isnan(p), torch.full_like(p, params.label_smoothing), 1 - p)
 
 
 def per_token(logps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

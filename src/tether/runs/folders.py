@@ -46,6 +46,7 @@ OWNED: dict[str, tuple[str, ...]] = {
     "rm eval": ("eval.json", "report.html"),
     "demo": ("config.yaml", "pairs.jsonl", "dpo", "demo_results.json", "report.html"),
     "cai revise": ("config.yaml", "run.json", "chains.jsonl", "sft.jsonl", "preferences.jsonl", "summary.json"),
+    "cai label": ("config.yaml", "run.json", "labels.jsonl", "preferences.jsonl", "agreement.jsonl", "summary.json"),
 }
 """What each kind of run writes in its folder (``tether`` is the TensorBoard log folder of ``--report-to``);
 ``--overwrite`` deletes exactly these, plus the marker and tether's own temporary files."""
@@ -54,6 +55,7 @@ FINISHED = {
     **{kind: "model" for kind in OWNED},
     **{"eval": "summary.json", "redteam": "summary.json", "rm eval": "eval.json", "demo": "demo_results.json"},
     "cai revise": "summary.json",
+    "cai label": "summary.json",
 }
 """The file or folder a kind of run writes last: present, the run finished."""
 

@@ -18,6 +18,7 @@ data it measures how far the policy's likelihood of the data has drifted.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,16 @@ class PairRow:
 
 
 def collate_pairs(rows: list[PairRow], pad_id: int) -> dict[str, torch.Tensor]:
-    """Chosen rows first, then rejected rows, in one right-padded batch; plus reference log-probs."""
+    """Chosen rows first, then rejected rows, in one right-padded batch; plus reference log-probs, and the
+    soft labels ``p_chosen`` (NaN for a pair without one) when any pair of the batch has one."""
     sequences = [row.pair.sequences() for row in rows]
     batch = collate([c for c, _ in sequences] + [r for _, r in sequences], pad_id)
     if rows[0].ref_chosen is not None:
         batch["ref_chosen"] = torch.tensor([row.ref_chosen for row in rows], dtype=torch.float32)
         batch["ref_rejected"] = torch.tensor([row.ref_rejected for row in rows], dtype=torch.float32)
+    if any(row.pair.p_chosen is not None for row in rows):
+        soft = [math.nan if row.pair.p_chosen is None else row.pair.p_chosen for row in rows]
+        batch["p_chosen"] = torch.tensor(soft, dtype=torch.float32)
     return batch
 
 
@@ -140,7 +145,13 @@ class PairObjective:
         sums, counts = sequence_logprobs(model, batch)
         b = sums.shape[0] // 2
         logps = PreferenceBatchLogps(
-            sums[:b], sums[b:], batch.get("ref_chosen"), batch.get("ref_rejected"), counts[:b], counts[b:]
+            sums[:b],
+            sums[b:],
+            batch.get("ref_chosen"),
+            batch.get("ref_rejected"),
+            counts[:b],
+            counts[b:],
+            batch.get("p_chosen"),
         )
         params = self.params
         if self.bco_mean is not None:
@@ -210,10 +221,27 @@ def reference_scores(
     return scores
 
 
+def check_soft_labels(name: str, records: list, lines: list[int], source: str) -> None:
+    """Robust DPO needs each soft label's flip rate 1 - p_chosen below 1/2: a DataError names the first record
+    with p_chosen <= 0.5 (before any model loads). Losses other than cdpo and robust ignore soft labels."""
+    if name != "robust":
+        return
+    for record, line in zip(records, lines, strict=True):
+        if record.p_chosen is not None and record.p_chosen <= 0.5:
+            raise DataError(
+                f"robust DPO needs p_chosen > 0.5 (its flip rate 1 - p_chosen must be below 1/2), got "
+                f"{record.p_chosen}; swap chosen and rejected where p_chosen < 0.5, drop ties, or use --loss cdpo",
+                file=source,
+                line=line,
+                field="p_chosen",
+            )
+
+
 def run_preference(config: PreferenceConfig, *, console: Any = None) -> Path:
     """Train with a paired preference loss and write ``config.out``; returns out/model."""
     name = loss_name(config)
     inputs = read_inputs(config, "preference")
+    check_soft_labels(name, inputs.records, inputs.read_report.lines, config.data)
     encoder = ChatEncoder(inputs.tokenizer)
     pairs, report = encode_records(
         encoder,

@@ -2,7 +2,8 @@
 
 Each micro-batch of B pairs is one forward pass over 2B rows (chosen rows, then rejected rows, right-padded);
 the reward of a row is the scalar head at its last token (:func:`tether.models.reward.sequence_rewards`).
-With ``--lora`` the backbone gets adapters and the new head is trained in full (peft ``SEQ_CLS``).
+With ``--lora`` the backbone gets adapters and the new head is trained in full (peft ``SEQ_CLS``). A pair's
+``margin`` and soft label ``p_chosen`` (e.g. from `tether cai label`) travel with it to the loss.
 
 Logged per step: the loss, accuracy (share of pairs with r_chosen > r_rejected), mean chosen and rejected
 rewards and their margin.
@@ -34,16 +35,18 @@ from tether.train.workloads import data_facts, offline_build
 class RewardRow:
     pair: PairExample
     margin: float
+    p_chosen: float = 1.0
 
     def __len__(self) -> int:
         return len(self.pair)
 
 
 def collate_reward_rows(rows: list[RewardRow], pad_id: int) -> dict[str, torch.Tensor]:
-    """Chosen rows first, then rejected rows, in one right-padded batch; plus each pair's margin."""
+    """Chosen rows first, then rejected rows, in one right-padded batch; plus each pair's margin and soft label."""
     sequences = [row.pair.sequences() for row in rows]
     batch = collate([c for c, _ in sequences] + [r for _, r in sequences], pad_id)
     batch["margin"] = torch.tensor([row.margin for row in rows], dtype=torch.float32)
+    batch["p_chosen"] = torch.tensor([row.p_chosen for row in rows], dtype=torch.float32)
     return batch
 
 
@@ -58,7 +61,11 @@ class RewardObjective:
         b = rewards.shape[0] // 2
         chosen, rejected = rewards[:b], rewards[b:]
         losses = bradley_terry_loss(
-            chosen, rejected, margin=batch["margin"], center_coefficient=self.center_coefficient
+            chosen,
+            rejected,
+            margin=batch["margin"],
+            center_coefficient=self.center_coefficient,
+            p_chosen=batch["p_chosen"],
         )
         with torch.no_grad():
             values = torch.stack(
@@ -81,7 +88,7 @@ def load_trainable_reward_model(config: RMTrainConfig, pad_token_id: int) -> Any
 
 
 def encode_reward_pairs(config: RMTrainConfig, records: list, lines: list[int], tokenizer: Any) -> list[RewardRow]:
-    """Encode and truncate pairs, keeping each one's margin (0 when the record has none)."""
+    """Encode and truncate pairs, keeping each one's margin (0 when the record has none) and soft label (1)."""
     encoder = ChatEncoder(tokenizer)
     rows = []
     for record, line in zip(records, lines, strict=True):
@@ -94,7 +101,8 @@ def encode_reward_pairs(config: RMTrainConfig, records: list, lines: list[int], 
             lines=[line],
         )
         if pairs:
-            rows.append(RewardRow(pairs[0], record.margin or 0.0))
+            soft = record.p_chosen if record.p_chosen is not None else 1.0
+            rows.append(RewardRow(pairs[0], record.margin or 0.0, soft))
     return rows
 
 
