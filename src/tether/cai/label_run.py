@@ -231,7 +231,15 @@ def judgement_stats(judgements: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def agreement_run(
-    source: str, fmt: str, judge: Judge, constitution: Constitution, seed: int, batch_size: int
+    source: str,
+    fmt: str,
+    judge: Judge,
+    constitution: Constitution,
+    seed: int,
+    batch_size: int,
+    *,
+    console: Any = None,
+    progress: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The judge on labelled pairs (chosen known better), chosen shown first in order 1 and second in order 2:
     (one row per pair, the block for summary.json). Agreement = share of scored pairs with p(chosen) > 0.5."""
@@ -244,10 +252,12 @@ def agreement_run(
         chosen, rejected = _completion_text(record.chosen), _completion_text(record.rejected)
         items.append((tuple(as_messages(record.prompt, "user")), principle, chosen, rejected))
         rows.append({"line": line, "principle": principle.id, "p_first": None})
-    for start in range(0, len(items), batch_size):
-        verdicts, _ = judge_pairs(judge, items[start : start + batch_size])
-        for row, verdict in zip(rows[start : start + batch_size], verdicts, strict=True):
-            row.update(verdict)
+    with steps(console, "cai label: agreement", len(items), enabled=progress and console is not None) as bar:
+        for start in range(0, len(items), batch_size):
+            verdicts, _ = judge_pairs(judge, items[start : start + batch_size])
+            for row, verdict in zip(rows[start : start + batch_size], verdicts, strict=True):
+                row.update(verdict)
+            bar.advance(len(verdicts))
     stats = judgement_stats(rows)
     agree = [row["p_first"] > 0.5 for row in rows if row["p_first"] is not None]
     return rows, {"file": source, "pairs": len(rows), "agreement": rate(agree).to_dict(), **stats}
@@ -356,7 +366,14 @@ def run_label(
     summary = {**summarize_labels(records, preferences), "pairs_not_written": dict(skipped), "agreement": None}
     if config.agreement:
         rows, summary["agreement"] = agreement_run(
-            config.agreement, config.agreement_format, judge, constitution, config.seed, config.batch_size
+            config.agreement,
+            config.agreement_format,
+            judge,
+            constitution,
+            config.seed,
+            config.batch_size,
+            console=console,
+            progress=config.progress,
         )
         atomic_write_jsonl(config.out / "agreement.jsonl", rows)
     summary["constitution"] = {"name": constitution.name, "path": str(loaded.path), "sha256": loaded.sha256}

@@ -13,6 +13,7 @@ the context's own tokens; no special tokens are added. So the token counts, and 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -91,7 +92,7 @@ def _score_batch(
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     owner = [row for row, (_, options) in enumerate(items) for _ in options]
     options = [opt for _, opts in items for opt in opts]
-    cache = out.past_key_values
+    cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
     cache.batch_select_indices(torch.tensor(owner, device=device))
     length = max(len(o) for o in options)
     opt_ids = torch.full((len(options), length), pad, dtype=torch.long)
@@ -106,8 +107,8 @@ def _score_batch(
         input_ids=opt_ids.to(device),
         attention_mask=mask.to(device),
         position_ids=pos.to(device),
-        past_key_values=cache,
         use_cache=True,
+        **{_cache_argument(model): cache},
     ).logits.float()
     scores = first[owner_t.to(device)].gather(-1, opt_ids[:, :1].to(device)).squeeze(-1)
     if length > 1:
@@ -119,3 +120,10 @@ def _score_batch(
         out_rows.append(flat[k : k + len(opts)])
         k += len(opts)
     return out_rows
+
+
+def _cache_argument(model: Any) -> str:
+    """``cache`` (transformers 5.2x renamed it; ``past_key_values`` warns there) or, on models whose forward does
+    not name it (older transformers), ``past_key_values``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
