@@ -33,6 +33,18 @@ def browser():
     driver.quit()
 
 
+def submit(browser, element_id: str) -> None:
+    """Click a button that loads a new page, and wait until the old page is gone (reading an element right after
+    the click can otherwise find the old page's, which goes stale under load)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, element_id).click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+
+
 def test_a_reviewer_signs_in_filters_and_reviews(server, browser) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
 
@@ -45,25 +57,25 @@ def test_a_reviewer_signs_in_filters_and_reviews(server, browser) -> None:  # no
 
     browser.get(server.url + "/review")
     browser.find_element(By.ID, "key").send_keys("tg-wrong-key-0000000000000000")
-    browser.find_element(By.ID, "sign-in").click()
+    submit(browser, "sign-in")
     assert "not an admin key" in browser.find_element(By.ID, "message").text
     browser.find_element(By.ID, "key").send_keys(server.user)  # a valid key, but not an admin's
-    browser.find_element(By.ID, "sign-in").click()
+    submit(browser, "sign-in")
     assert "not an admin key" in browser.find_element(By.ID, "message").text
     browser.find_element(By.ID, "key").send_keys(server.admin)
-    browser.find_element(By.ID, "sign-in").click()
+    submit(browser, "sign-in")
 
     row = browser.find_element(By.ID, f"row-{first}")
     assert "blocked_input" in row.text and "<b>x</b>" in row.text  # shown as text, not markup
-    browser.find_element(By.ID, f"harmful-{first}").click()
+    submit(browser, f"harmful-{first}")
     assert browser.find_element(By.ID, "message").text == "marked harmful"
     assert not browser.find_elements(By.ID, f"row-{first}")  # reviewed: gone from the default queue
     browser.find_element(By.ID, f"response-{second}").send_keys("Sure: in a novel, the bomb can stay off the page.")
-    browser.find_element(By.ID, f"corrected-{second}").click()
+    submit(browser, f"corrected-{second}")
     assert browser.find_element(By.ID, "message").text == "marked corrected"
 
     browser.find_element(By.CSS_SELECTOR, "#filter-reviewed option[value='true']").click()
-    browser.find_element(By.ID, "apply").click()
+    submit(browser, "apply")
     assert browser.find_element(By.ID, f"row-{first}") and browser.find_element(By.ID, f"row-{second}")
     assert server.guard.store.get(first)["review_label"] == "harmful"
     assert server.guard.store.get(second)["review_response"].startswith("Sure: in a novel")
