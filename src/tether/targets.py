@@ -11,9 +11,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from tether.config import TargetOptions
 from tether.data.records import Message
 from tether.errors import ConfigError
 from tether.generation import SamplingParams
@@ -185,8 +184,27 @@ class ScriptedTarget:
         return replies
 
 
+class TargetSettings(Protocol):
+    """What :func:`make_target` reads of a config (``TargetOptions`` and ``cai``'s ``GeneratorOptions`` have it)."""
+
+    @property
+    def endpoint(self) -> str | None: ...
+    @property
+    def endpoint_model(self) -> str | None: ...
+    @property
+    def endpoint_key_env(self) -> str: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def request_timeout(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def generation_backend(self) -> Literal["auto", "hf", "vllm"]: ...
+
+
 def make_target(
-    config: TargetOptions,
+    config: TargetSettings,
     *,
     model: str,
     dtype: str,

@@ -37,22 +37,22 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tether.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from tether.atomic import atomic_write_json, atomic_write_jsonl
+from tether.cai.batches import open_store, work_in_batches
 from tether.cai.config import CaiLabelConfig
 from tether.cai.constitution import Constitution, LoadedConstitution, load_constitution
 from tether.cai.label import AnswerJudge, EndpointJudge, Judge, LocalJudge, judge_pairs
 from tether.cai.prompts import CaiPrompt, read_cai_prompts
 from tether.cai.revise import principle_order
 from tether.cai.usable import normal
-from tether.config import dump_config
 from tether.data.readers import read_records_with_report
 from tether.data.records import Message, Preference, as_messages, parse_record
 from tether.errors import DataError, TetherError
 from tether.generation import SamplingParams
 from tether.report.progress import steps
-from tether.runs.folders import check_run_folder, open_run_folder
-from tether.runs.store import SampleStore
+from tether.runs.folders import check_run_folder
 from tether.stats import rate
+from tether.targets import Target, make_target
 
 KIND = "cai label"
 
@@ -68,21 +68,8 @@ class LabelSettings:
         return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed + sample)
 
 
-def _generator(config: CaiLabelConfig) -> Any:
-    from tether.targets import LocalTarget, OpenAITarget
-
-    if config.endpoint and config.endpoint_model:
-        return OpenAITarget(
-            config.endpoint,
-            config.endpoint_model,
-            api_key_env=config.endpoint_key_env,
-            concurrency=config.concurrency,
-            timeout=config.request_timeout,
-            retries=config.retries,
-        )
-    return LocalTarget(
-        config.model, backend=config.generation_backend, dtype=config.dtype, trust_remote_code=config.trust_remote_code
-    )
+def _generator(config: CaiLabelConfig) -> Target:
+    return make_target(config, model=config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code)
 
 
 def make_judge(config: CaiLabelConfig, generator: Any) -> Judge:
@@ -336,31 +323,25 @@ def run_label(
         "judge": judge.name,
     }
     identity = {"command": KIND, "prompts": str(config.prompts), **provenance, **vars(settings)}
-    open_run_folder(config.out, KIND, resume=config.resume, overwrite=config.overwrite)
-    store = SampleStore(config.out, identity, resume=config.resume, overwrite=config.overwrite, name="labels.jsonl")
-    atomic_write_text(config.out / "config.yaml", dump_config(config))
-    todo = [p for p in prompts if not store.done(p.id)]
+    store = open_store(
+        config, KIND, identity, out=config.out, name="labels.jsonl", resume=config.resume, overwrite=config.overwrite
+    )
+    done = sum(store.done(p.id) for p in prompts)
     console.print(
-        f"[bold]cai label[/]: {len(prompts)} prompts ({len(prompts) - len(todo)} done), {config.samples} samples each, "
+        f"[bold]cai label[/]: {len(prompts)} prompts ({done} done), {config.samples} samples each, "
         f"constitution {constitution.name} ({len(constitution.principles)} principles), generator {generator.name}, "
         f"judge {judge.name}",
         highlight=False,
     )
-    with steps(console, "cai label", len(todo), enabled=config.progress) as progress:
-        for start in range(0, len(todo), config.batch_size):
-            batch = todo[start : start + config.batch_size]
-            store.append(
-                label_batch(
-                    batch,
-                    generator=generator,
-                    judge=judge,
-                    constitution=constitution,
-                    settings=settings,
-                    extra=provenance,
-                )
-            )
-            progress.advance(len(batch))
-    records = [store.records[p.id] for p in prompts]
+
+    def work(batch: list[CaiPrompt]) -> list[dict[str, Any]]:
+        return label_batch(
+            batch, generator=generator, judge=judge, constitution=constitution, settings=settings, extra=provenance
+        )
+
+    records = work_in_batches(
+        store, prompts, work, batch_size=config.batch_size, console=console, label=KIND, progress=config.progress
+    )
     preferences, skipped = preference_rows(records)
     atomic_write_jsonl(config.out / "preferences.jsonl", preferences)
     summary = {**summarize_labels(records, preferences), "pairs_not_written": dict(skipped), "agreement": None}

@@ -26,40 +26,23 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tether.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from tether.atomic import atomic_write_json, atomic_write_jsonl
+from tether.cai.batches import open_store, work_in_batches
 from tether.cai.config import CaiReviseConfig
 from tether.cai.constitution import LoadedConstitution, load_constitution
-from tether.cai.prompts import read_cai_prompts
+from tether.cai.prompts import CaiPrompt, read_cai_prompts
 from tether.cai.revise import ReviseSettings, revise_batch
 from tether.cai.usable import CRITIQUE_REASONS, REVISION_REASONS, normal
-from tether.config import dump_config
 from tether.data.records import parse_record
 from tether.errors import DataError, TetherError
-from tether.report.progress import steps
-from tether.runs.folders import check_run_folder, open_run_folder
-from tether.runs.store import SampleStore
+from tether.runs.folders import check_run_folder
+from tether.targets import Target, make_target
 
 KIND = "cai revise"
 
 
-def _generator(config: CaiReviseConfig) -> Any:
-    from tether.targets import LocalTarget, OpenAITarget
-
-    if config.endpoint and config.endpoint_model:
-        return OpenAITarget(
-            config.endpoint,
-            config.endpoint_model,
-            api_key_env=config.endpoint_key_env,
-            concurrency=config.concurrency,
-            timeout=config.request_timeout,
-            retries=config.retries,
-        )
-    return LocalTarget(
-        config.model,
-        backend=config.generation_backend,
-        dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code,
-    )
+def _generator(config: CaiReviseConfig) -> Target:
+    return make_target(config, model=config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code)
 
 
 def _critic(config: CaiReviseConfig, generator: Any) -> Any:
@@ -209,31 +192,25 @@ def run_revise(
         **provenance,
         **vars(settings),
     }
-    open_run_folder(config.out, KIND, resume=config.resume, overwrite=config.overwrite)
-    store = SampleStore(config.out, identity, resume=config.resume, overwrite=config.overwrite, name="chains.jsonl")
-    atomic_write_text(config.out / "config.yaml", dump_config(config))
-    todo = [p for p in prompts if not store.done(p.id)]
+    store = open_store(
+        config, KIND, identity, out=config.out, name="chains.jsonl", resume=config.resume, overwrite=config.overwrite
+    )
+    done = sum(store.done(p.id) for p in prompts)
     console.print(
-        f"[bold]cai revise[/]: {len(prompts)} prompts ({len(prompts) - len(todo)} done), {config.rounds} rounds, "
+        f"[bold]cai revise[/]: {len(prompts)} prompts ({done} done), {config.rounds} rounds, "
         f"constitution {constitution.name} ({len(constitution.principles)} principles), generator {generator.name}, "
         f"critic {critic.name}",
         highlight=False,
     )
-    with steps(console, "cai revise", len(todo), enabled=config.progress) as progress:
-        for start in range(0, len(todo), config.batch_size):
-            batch = todo[start : start + config.batch_size]
-            store.append(
-                revise_batch(
-                    batch,
-                    generator=generator,
-                    critic=critic,
-                    constitution=constitution,
-                    settings=settings,
-                    extra=provenance,
-                )
-            )
-            progress.advance(len(batch))
-    chains = [store.records[p.id] for p in prompts]
+
+    def work(batch: list[CaiPrompt]) -> list[dict[str, Any]]:
+        return revise_batch(
+            batch, generator=generator, critic=critic, constitution=constitution, settings=settings, extra=provenance
+        )
+
+    chains = work_in_batches(
+        store, prompts, work, batch_size=config.batch_size, console=console, label=KIND, progress=config.progress
+    )
     sft, pairs, skipped = dataset_rows(chains)
     atomic_write_jsonl(config.out / "sft.jsonl", sft)
     atomic_write_jsonl(config.out / "preferences.jsonl", pairs)
