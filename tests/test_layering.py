@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
     {"train", "evals", "redteam"},  # the three kinds of work, independent of each other
     {"cai"},  # constitutions, critique and revise, AI labels (a local judge scores with evals' log-likelihoods)
     {"guard"},  # runtime rails: detectors built on judges, toxicity scorers and red-team decoders
+    {"loop"},  # the closed loop: sources (red-team, guard reviews, CAI, files) -> merge -> train -> measure
     {"demo"},  # the main job, built from the layers below
     {"cli_options"},  # typed configs -> Typer options
     {"cli_guard"},  # the guard's commands

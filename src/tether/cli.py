@@ -41,6 +41,7 @@ from tether.config import (
 from tether.data.readers import FORMATS
 from tether.errors import TetherError, UsageError
 from tether.guard.config import GuardCheckConfig, GuardConfig, GuardEvalConfig, GuardServeConfig, GuardTrainConfig
+from tether.loop.config import LoopConfig
 
 app = typer.Typer(
     name="tether",
@@ -215,6 +216,12 @@ def _cai_revise(config: CaiReviseConfig) -> None:
     from tether.cai.run import run_revise
 
     run_revise(config, console=console)
+
+
+def _loop(config: LoopConfig) -> None:
+    from tether.loop.run import run_loop
+
+    run_loop(config, console=console)
 
 
 def _cai_label(config: CaiLabelConfig) -> None:
@@ -407,6 +414,7 @@ CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {
     GuardServeConfig: guard_serve,
     CaiReviseConfig: _cai_revise,
     CaiLabelConfig: _cai_label,
+    LoopConfig: _loop,
 }
 """Every command driven by a typed config: the config class (whose ``command`` is the command's name, as
 typed on the command line and as written in a YAML file's ``command:`` key) and the function it runs.

@@ -83,6 +83,24 @@ def located(message: str, *loc: str | int) -> PydanticCustomError:
     return PydanticCustomError("located", "{reason}", {"reason": message, "at": loc})
 
 
+def _without_tags(loc: tuple[Any, ...], values: Any) -> tuple[Any, ...]:
+    """``loc`` without the tags pydantic adds for a union chosen by ``type`` (``sources.0.redteam.attacks`` is
+    ``sources.0.attacks`` in the file)."""
+    kept: list[Any] = []
+    node = values
+    for part in loc:
+        if isinstance(node, Mapping) and part not in node and part == node.get("type"):
+            continue
+        kept.append(part)
+        if isinstance(node, Mapping):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(kept)
+
+
 def build_config(
     cls: type[Options],
     values: dict[str, Any],
@@ -95,7 +113,8 @@ def build_config(
         return cls(**values)
     except ValidationError as err:
         first = err.errors()[0]
-        loc = tuple((first.get("ctx") or {}).get("at") or first["loc"])
+        at = tuple((first.get("ctx") or {}).get("at") or ())  # a located() error: where in the model that raised
+        loc = _without_tags((*first["loc"], *at) if at else tuple(first["loc"]), values)
         field = ".".join(str(p) for p in loc) or None
         top = str(loc[0]) if loc else None
         flag = f" (flag --{top.replace('_', '-')})" if top and file is None else ""

@@ -16,8 +16,11 @@ def build_tiny_model(
     intermediate_size: int = 64,
     initializer_range: float = 0.02,
     seed: int = 0,
+    tie_word_embeddings: bool = True,
 ) -> Path:
-    """Write a randomly initialised Llama-architecture model plus the tokenizer to ``out_dir``."""
+    """Write a randomly initialised Llama-architecture model plus the tokenizer to ``out_dir``. Tied
+    embeddings make greedy decoding repeat the prompt's last (special) token, which decodes to nothing;
+    ``tie_word_embeddings=False`` gives a model that writes (random) text."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -31,7 +34,7 @@ def build_tiny_model(
         num_key_value_heads=num_kv_heads,
         max_position_embeddings=2048,
         initializer_range=initializer_range,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_word_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

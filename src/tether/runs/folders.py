@@ -47,6 +47,7 @@ OWNED: dict[str, tuple[str, ...]] = {
     "demo": ("config.yaml", "pairs.jsonl", "dpo", "demo_results.json", "report.html"),
     "cai revise": ("config.yaml", "run.json", "chains.jsonl", "sft.jsonl", "preferences.jsonl", "summary.json"),
     "cai label": ("config.yaml", "run.json", "labels.jsonl", "preferences.jsonl", "agreement.jsonl", "summary.json"),
+    "loop": ("config.yaml", "loop.json", "report.html"),  # and its iter-NNN folders (`tether loop` names them)
 }
 """What each kind of run writes in its folder (``tether`` is the TensorBoard log folder of ``--report-to``);
 ``--overwrite`` deletes exactly these, plus the marker and tether's own temporary files."""
@@ -56,6 +57,7 @@ FINISHED = {
     **{"eval": "summary.json", "redteam": "summary.json", "rm eval": "eval.json", "demo": "demo_results.json"},
     "cai revise": "summary.json",
     "cai label": "summary.json",
+    "loop": "report.html",
 }
 """The file or folder a kind of run writes last: present, the run finished."""
 
