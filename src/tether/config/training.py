@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from tether.config.files import located
 from tether.config.options import ModelOptions, Options, TrainingConfig
 
 
@@ -121,15 +122,31 @@ ReferenceConfig = DPOConfig | KTOConfig
 
 
 class DemoConfig(ModelOptions):
-    """The main job on the embedded default: measure, build on-policy pairs, train with DPO, measure again."""
+    """The main job on the embedded default, as one iteration of `tether loop`: measure on held-out prompts,
+    gather signal (a red-team campaign, constitution-guided revisions, keep-helping samples), DPO, measure again."""
 
     command: ClassVar[str] = "demo"
     out: Path = Path("runs/demo")
-    """Output folder of the demo run (pairs, DPO run, results JSON, report.html)."""
+    """Output folder of the demo run (inputs, the loop run, results JSON, report.html)."""
+    attacks: str = "direct,roleplay_nova,prefix_injection_sure"
+    """Attacks of the red-team source on the training harmful prompts (`tether redteam-attacks`)."""
+    cai_rounds: int = Field(1, ge=1, le=16)
+    """Critique-revision rounds of the constitution source."""
+    cai_prompts: int = Field(24, ge=1)
+    """Harmful training prompts the constitution source critiques and revises (the first N; each costs three
+    generations, so all 70 would take the demo past 10 minutes on 2 cores)."""
+    critic_model: str | None = None
+    """A stronger local model to write the critiques and revisions (default: the model being trained)."""
+    critic_endpoint: str | None = None
+    """An OpenAI-compatible endpoint to write the critiques and revisions."""
+    critic_endpoint_model: str | None = None
+    """Model name to request from --critic-endpoint."""
+    judge: str = "classifier"
+    """Refusal judge of the measurements and of red-team success (`tether judges`)."""
     samples: int = Field(2, ge=1)
-    """Answers sampled from the model per training prompt; each can make one on-policy pair."""
-    temperature: float = Field(0.7, ge=0)
-    """Sampling temperature of the training answers (the measurements use greedy decoding)."""
+    """Answers sampled per safe training prompt by the keep-helping source; each helpful one makes a pair."""
+    temperature: float = Field(0.7, gt=0)
+    """Sampling temperature of the keep-helping answers (the measurements use greedy decoding)."""
     steps: int = Field(26, ge=1)
     """Optimizer steps of the DPO fine-tune."""
     lr: float = Field(1e-3, gt=0)
@@ -143,7 +160,7 @@ class DemoConfig(ModelOptions):
     batch_size: int = Field(8, ge=1)
     """Pairs per optimizer step."""
     max_new_tokens: int = Field(64, ge=1)
-    """Tokens generated per answer, for the pairs and for the measurements."""
+    """Tokens generated per answer, for the sources and for the measurements."""
     generation_backend: Literal["auto", "hf", "vllm"] = "auto"
     """Generation engine: vLLM when installed on a GPU machine ('auto'), else Hugging Face generate."""
     mixed_precision: Literal["no", "bf16"] = "no"
@@ -151,3 +168,11 @@ class DemoConfig(ModelOptions):
     AVX512-BF16 and on GPUs; 'no' for exact fp32). Generation and measurement always run in fp32."""
     seed: int = 0
     """Seed of sampling and training."""
+
+    @model_validator(mode="after")
+    def _critic(self) -> DemoConfig:
+        if self.critic_endpoint and not self.critic_endpoint_model:
+            raise located("--critic-endpoint needs --critic-endpoint-model", "critic_endpoint")
+        if self.critic_endpoint and self.critic_model:
+            raise located("give --critic-model or --critic-endpoint, not both", "critic_model")
+        return self

@@ -106,19 +106,17 @@ def run_choice_suite(
 ) -> dict:
     """Score every question not yet in ``store`` with the local ``config.model`` (``run_eval`` has refused
     an endpoint), then write summary.json and report.html."""
-    from rich.progress import Progress
-
+    from tether.report.progress import steps
     from tether.targets import LocalTarget
 
     model, tokenizer = LocalTarget(config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code).load()
     todo = [s for s in samples if not store.done(s.id)]
     console.print(f"[bold]{suite.name}[/]: {len(samples)} questions ({len(samples) - len(todo)} already scored)")
-    with Progress(console=console, disable=not config.progress, transient=True) as bar:
-        task = bar.add_task("score options", total=len(todo))
+    with steps(console, "score options", len(todo), enabled=config.progress) as bar:
 
         def save(indices: list[int], results: list[list[tuple[float, int]]]) -> None:
             store.append(choice_record(todo[i], suite.name, r) for i, r in zip(indices, results, strict=True))
-            bar.advance(task, len(indices))
+            bar.advance(len(indices))
 
         option_loglikelihoods(model, tokenizer, todo, batch_size=max(1, config.batch_size // 4), on_batch=save)
     records = [store.records[s.id] for s in samples]

@@ -68,10 +68,9 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
         f"[bold]{suite.name}[/]: {len(samples)} samples ({done} already judged{retried}), "
         f"target {target_name}, judge {judge.name}" + (f", harm judge {harm_judge.name}" if harm_judge else "")
     )
-    from rich.progress import Progress
+    from tether.report.progress import steps
 
-    with Progress(console=console, disable=not config.progress, transient=True) as bar:
-        task = bar.add_task("answer and judge", total=todo)
+    with steps(console, "answer and judge", todo, enabled=config.progress) as bar:
         records = run_prompt_samples(
             samples,
             suite=suite.name,
@@ -80,7 +79,7 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
             params=params,
             store=store,
             batch_size=config.batch_size,
-            on_batch=lambda n: bar.advance(task, n),
+            on_batch=bar.advance,
             harm_judge=harm_judge,
         )
     summary = scorer.summarize(records, config)

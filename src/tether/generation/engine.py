@@ -59,34 +59,47 @@ class GenerationEngine:
         """:meth:`generate_ids` for prompts already templated and tokenized."""
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: list[list[int]] = [[] for _ in encoded]
-        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        iterator: Any = batches
-        if self.progress:
-            from rich.progress import track
+        from rich.console import Console
 
-            iterator = track(batches, description="generate")
+        from tether.report.progress import steps  # a bar on a terminal, a line every tenth in a log file
+
         try:
-            for number, batch in enumerate(iterator):
-                width = max(len(encoded[i]) for i in batch)
-                ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    n = len(encoded[i])
-                    ids[row, width - n :] = torch.tensor(encoded[i])
-                    mask[row, width - n :] = 1
-                out = self.model.generate(
-                    input_ids=ids.to(device), attention_mask=mask.to(device), **self._generate_kwargs(params, number)
-                )
-                for row, i in enumerate(batch):
-                    tokens = out[row, width:].tolist()
-                    results[i] = tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+            with steps(Console(), "generate", len(encoded), enabled=self.progress) as progress:
+                for number, batch in enumerate(batches):
+                    self._generate_batch(encoded, batch, number, params, results, device)
+                    progress.advance(len(batch))
         finally:
             self.model.train(was_training)
         return results
+
+    def _generate_batch(
+        self,
+        encoded: Sequence[list[int]],
+        batch: list[int],
+        number: int,
+        params: SamplingParams,
+        results: list[list[int]],
+        device: Any,
+    ) -> None:
+        """Left-pad one batch of prompts, generate, and store each prompt's new tokens (up to its first EOS)."""
+        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        width = max(len(encoded[i]) for i in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            n = len(encoded[i])
+            ids[row, width - n :] = torch.tensor(encoded[i])
+            mask[row, width - n :] = 1
+        out = self.model.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device), **self._generate_kwargs(params, number)
+        )
+        for row, i in enumerate(batch):
+            tokens = out[row, width:].tolist()
+            results[i] = tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
 
     def _generate_kwargs(self, params: SamplingParams, batch_number: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}

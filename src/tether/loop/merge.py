@@ -10,8 +10,10 @@ the ``id`` the source gave it (its own ``source`` field: ``redteam:<attempt>``, 
 Two rows are the same pair when prompt, chosen and rejected are equal once whitespace is collapsed
 (:func:`pair_key`). The first is kept and each later copy adds its provenance to the kept row's
 ``also_from``; a pair trained in an earlier iteration is dropped (``trained_before``); two pairs that rank
-the same two answers to one prompt in opposite orders are both dropped (``contradicting``): one of the
-sources is wrong and the loop cannot tell which.
+the same two answers to one prompt in opposite orders in one iteration are both dropped (``contradicting``,
+each copy counted once): one of the sources is wrong and the loop cannot tell which. A pair that reverses one
+trained in an earlier iteration is kept: a later signal (a reviewer's correction) may mend an earlier one.
+A row whose chosen and rejected differ only in whitespace is a DataError.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def merge(
             row = conversational(record)
             where = {"source": name, "type": kind, "id": raw.get("source"), "file": file, "line": line}
             key = pair_key(row)
+            if key == pair_key(row, swapped=True):
+                raise DataError("differs from chosen only in whitespace", file=file, line=line, field="rejected")
             if key in trained:
                 tally["trained_before"] += 1
             elif key in kept:
@@ -99,6 +103,8 @@ def merge(
         row = kept.pop(key)
         for where in (row["provenance"], *row["also_from"]):
             counts[where["source"]]["contradicting"] += 1
+        for where in row["also_from"]:  # each copy counted once: contradicting, not also duplicate
+            counts[where["source"]]["duplicate"] -= 1
     for row in kept.values():
         counts[row["provenance"]["source"]]["kept"] += 1
     return Merged(list(kept.values()), counts)

@@ -41,6 +41,7 @@ from tether.loop.measure import check_eval_sets, measure
 from tether.loop.merge import merge, pair_key
 from tether.loop.report import print_iteration, write_loop_report
 from tether.loop.sources import Iteration, check_source, gather
+from tether.models.loading import check_weights
 from tether.runs.folders import check_run_folder, open_run_folder
 
 KIND = "loop"
@@ -69,7 +70,7 @@ def _open(config: LoopConfig) -> dict[str, Any]:
         if changed:
             raise UsageError(
                 f"cannot resume {out}: it was run with other settings ({', '.join(changed)}); only "
-                f"{', '.join(UNCHANGED[:1])} may change. Pass --overwrite or another --out"
+                f"{', '.join(UNCHANGED)} may change. Pass --overwrite or another --out"
             )
     else:
         state = {"identity": identity, "iterations": []}
@@ -166,6 +167,7 @@ def run_loop(config: LoopConfig, *, console: Console | None = None) -> dict[str,
     for source in config.sources:
         check_source(source)
     check_eval_sets(config.evals)
+    check_weights(config.model)  # a missing model or pickle weights fail before the folder is written
     state = _open(config)
     out = Path(config.out)
     console.rule("[bold]iteration 0: the starting model")

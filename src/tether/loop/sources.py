@@ -30,13 +30,16 @@ from tether.loop.config import (
     RedteamSource,
     Source,
 )
+from tether.redteam.campaign import SAFE_REFUSALS
 
 WRITTEN_REFUSALS = (
+    *SAFE_REFUSALS,
     "I'm sorry, but I can't help with that.",
     "I can't help with that request.",
-    "Sorry, but that's something I have to decline.",
 )
-"""Rejected answers for a safe prompt the model never refused (keep-helping)."""
+"""Rejected answers for a safe prompt the model never refused (keep-helping): the refusals red-team and guard
+exports choose for harmful prompts among them, so a model cannot learn "this refusal wording is good" without
+reading the prompt (a demo run whose keep-helping refusals were worded otherwise learnt exactly that)."""
 
 
 @dataclass
@@ -72,6 +75,11 @@ def check_source(source: Source) -> None:
 
         read_harmful_prompts(source.prompts)
     elif isinstance(source, CaiReviseSource | CaiLabelSource | KeepHelpingSource):
+        helper = getattr(source, "critic_model", None) or getattr(source, "judge_model", None)
+        if helper:
+            from tether.models.loading import check_weights
+
+            check_weights(helper)
         from tether.cai.prompts import read_cai_prompts
 
         prompts = read_cai_prompts(source.prompts)

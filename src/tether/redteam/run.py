@@ -147,10 +147,9 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
         f"[bold]redteam[/]: {len(samples)} requests x {len(attacks)} attacks against {target_name}, judge {judge.name}"
         + (f", harm judge {harm_judge.name} (decides success)" if harm_judge else "")
     )
-    from rich.progress import Progress
+    from tether.report.progress import steps
 
-    with Progress(console=console, disable=not config.progress, transient=True) as bar:
-        task = bar.add_task("attack", total=total - sum(map(store.done, store.records)))
+    with steps(console, "attack", total - sum(map(store.done, store.records)), enabled=config.progress) as bar:
         records = run_campaign(
             samples,
             attacks,
@@ -160,7 +159,7 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
             store=store,
             success=config.success,
             batch_size=config.batch_size,
-            on_batch=lambda n: bar.advance(task, n),
+            on_batch=bar.advance,
             harm_judge=harm_judge,
         )
     decided_by = f"harm: {config.harm_judge}" if config.harm_judge else f"refusal: {config.judge} ({config.success})"

@@ -44,7 +44,7 @@ OWNED: dict[str, tuple[str, ...]] = {
     "eval": _SAMPLES,
     "redteam": _SAMPLES,
     "rm eval": ("eval.json", "report.html"),
-    "demo": ("config.yaml", "pairs.jsonl", "dpo", "demo_results.json", "report.html"),
+    "demo": ("config.yaml", "inputs", "loop", "demo_results.json", "report.html", "pairs.jsonl", "dpo"),
     "cai revise": ("config.yaml", "run.json", "chains.jsonl", "sft.jsonl", "preferences.jsonl", "summary.json"),
     "cai label": ("config.yaml", "run.json", "labels.jsonl", "preferences.jsonl", "agreement.jsonl", "summary.json"),
     "loop": ("config.yaml", "loop.json", "report.html"),  # and its iter-NNN folders (`tether loop` names them)

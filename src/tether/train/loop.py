@@ -362,10 +362,20 @@ class ProgressBar:
         self.label = label
         self.info = info or (lambda m: f"loss {m['loss']:.4f}  {m['tokens_per_s']:.0f} tok/s")
         self.progress: Progress | None = None
+        self.lines: Any = None
+        self.every = 1
 
     def __enter__(self) -> ProgressBar:
+        self.done = self.start
         if self.enabled:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            console = Console()
+            if not console.is_terminal:  # a log file: a plain line every tenth of the way
+                self.lines = console
+                self.every = max(1, (self.total - self.start) // 10)
+                return self
 
             self.progress = Progress(
                 TextColumn(f"[bold]{self.label}"),
@@ -380,8 +390,11 @@ class ProgressBar:
         return self
 
     def advance(self, metrics: dict[str, float]) -> None:
+        self.done += 1
         if self.progress is not None:
             self.progress.update(self.task, advance=1, info=self.info(metrics))
+        elif self.lines is not None and ((self.done - self.start) % self.every == 0 or self.done == self.total):
+            self.lines.print(f"{self.label}: {self.done}/{self.total}  {self.info(metrics)}", highlight=False)
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
