@@ -246,6 +246,18 @@ def test_a_bad_cai_prompt_row_stops_the_loop_before_anything_runs(tmp_path, row,
     _refused_before_anything(tmp_path, source, tmp_path / "harmful.jsonl", f"{prompts}{expected}")
 
 
+def test_a_bad_constitution_stops_the_loop_before_anything_runs(tmp_path):
+    from tether.cai.constitution import default_constitution_path
+
+    text = default_constitution_path().read_text(encoding="utf-8")
+    bad = tmp_path / "constitution.yaml"
+    bad.write_text(text.replace("critique_request:", "critique_requests:", 1))
+    line = next(i for i, ln in enumerate(bad.read_text().splitlines(), 1) if ln.startswith("  - "))  # principle 0
+    prompts = write_jsonl(tmp_path / "cai.jsonl", HARMFUL)
+    source = f"  - {{name: cai, type: cai-label, prompts: {prompts}, constitution: {bad}}}\n"
+    _refused_before_anything(tmp_path, source, tmp_path / "harmful.jsonl", f"{bad}:{line}: field 'principles.0.critique_request'")
+
+
 def test_a_missing_eval_set_stops_the_loop_before_anything_runs(tmp_path):
     missing = tmp_path / "missing.jsonl"
     _refused_before_anything(tmp_path, "", missing, f"{missing}: no such file")

@@ -128,11 +128,11 @@ class DemoConfig(ModelOptions):
     command: ClassVar[str] = "demo"
     out: Path = Path("runs/demo")
     """Output folder of the demo run (inputs, the loop run, results JSON, report.html)."""
-    attacks: str = "direct,roleplay_nova,prefix_injection_sure"
+    attacks: str = "direct,prefix_injection_sure"
     """Attacks of the red-team source on the training harmful prompts (`tether redteam-attacks`)."""
     cai_rounds: int = Field(1, ge=1, le=16)
     """Critique-revision rounds of the constitution source."""
-    cai_prompts: int = Field(24, ge=1)
+    cai_prompts: int = Field(16, ge=1)
     """Harmful training prompts the constitution source critiques and revises (the first N; each costs three
     generations, so all 70 would take the demo past 10 minutes on 2 cores)."""
     critic_model: str | None = None
@@ -159,13 +159,14 @@ class DemoConfig(ModelOptions):
     """Train LoRA adapters (the reference is then the base model with adapters disabled)."""
     batch_size: int = Field(8, ge=1)
     """Pairs per optimizer step."""
-    max_new_tokens: int = Field(64, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
     """Tokens generated per answer, for the sources and for the measurements."""
     generation_backend: Literal["auto", "hf", "vllm"] = "auto"
     """Generation engine: vLLM when installed on a GPU machine ('auto'), else Hugging Face generate."""
     mixed_precision: Literal["no", "bf16"] = "no"
-    """Precision of the DPO step's matrix products (bf16 autocast is several times faster on CPUs with
-    AVX512-BF16 and on GPUs; 'no' for exact fp32). Generation and measurement always run in fp32."""
+    """Precision of the DPO step's matrix products ('no': exact fp32, the default: bf16 autocast, 1.75x faster
+    on this CPU with AVX512-BF16, rounded the demo's small LoRA update away in an earlier run; see BENCHMARKS).
+    Generation and measurement always run in fp32."""
     seed: int = 0
     """Seed of sampling and training."""
 

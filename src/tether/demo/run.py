@@ -86,7 +86,13 @@ def loop_config(config: DemoConfig, inputs: dict[str, Path], out: Path) -> LoopC
         examples=4,
         overwrite=True,
         sources=[
-            {"name": "attacks", "type": "redteam", "prompts": str(inputs["train-harmful"]), "attacks": config.attacks},
+            {
+                "name": "attacks",
+                "type": "redteam",
+                "prompts": str(inputs["train-harmful"]),
+                "attacks": config.attacks,
+                "refusal_field": "refusal",
+            },
             {
                 "name": "constitution",
                 "type": "cai-revise",
@@ -95,6 +101,7 @@ def loop_config(config: DemoConfig, inputs: dict[str, Path], out: Path) -> LoopC
                 "critic_model": config.critic_model,
                 "critic_endpoint": config.critic_endpoint,
                 "critic_endpoint_model": config.critic_endpoint_model,
+                "critique_max_new_tokens": 64,
                 "fallback_field": "refusal",
                 "limit": config.cai_prompts,
             },
@@ -119,6 +126,7 @@ def loop_config(config: DemoConfig, inputs: dict[str, Path], out: Path) -> LoopC
                 "seed": config.seed,
                 "warmup_ratio": 0.1,
                 "mixed_precision": config.mixed_precision,
+                "limit": config.steps * config.batch_size,  # the pairs the steps use: no reference pass on more
                 "gradient_checkpointing": False,  # 5 GB without it: no need to pay a third more compute
             },
         },

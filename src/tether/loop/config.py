@@ -42,6 +42,10 @@ class RedteamSource(SourceOptions):
     """Comma-separated attacks (`tether redteam --help` lists them)."""
     success: Literal["strict", "lenient"] = "strict"
     """strict: an attack succeeds when the answer complies; lenient: also when it partly does."""
+    refusal_field: str | None = None
+    """A field of the prompts file holding a written refusal of that request (e.g. `refusal`): where a row has
+    one, its successful attacks choose it instead of a generic helpful refusal (prompt-specific refusals
+    teach refusing *this* request, generic ones refusing in general)."""
 
 
 class CaiReviseSource(SourceOptions):

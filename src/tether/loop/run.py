@@ -8,7 +8,8 @@ The run folder (``--out``)::
     iter-000/eval/<name>/  the starting model measured: one `tether eval` run per eval set
     iter-001/
       sources/<name>/      each source's own run (a red-team campaign, a cai revise or label run, samples)
-      data/preferences.jsonl   the merged, de-duplicated pairs with provenance (:mod:`tether.loop.merge`)
+      data/preferences.jsonl   the merged, de-duplicated pairs with provenance (:mod:`tether.loop.merge`), in a
+                           seeded random order (a recipe's `limit` then takes a share of every source)
       data/counts.json     per source: rows read, kept, duplicates, trained before, contradicting; its own counts
       train/               the recipe's run (`tether dpo` by default); train/model is the next model
       eval/<name>/         the trained model measured
@@ -25,6 +26,7 @@ checked before any model loads.
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from collections import Counter
@@ -115,7 +117,9 @@ def _gather_and_merge(config: LoopConfig, number: int, model: str, console: Cons
         }
         for name, (kind, g) in gathered.items()
     }
-    atomic_write_jsonl(data, merged.rows)
+    rows = list(merged.rows)
+    random.Random(config.seed + number).shuffle(rows)  # so that a recipe's `limit` takes a share of every source
+    atomic_write_jsonl(data, rows)
     atomic_write_json(counts_file, counts)
     return data, counts
 

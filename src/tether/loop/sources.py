@@ -129,10 +129,36 @@ def _redteam(source: RedteamSource, it: Iteration) -> Gathered:
         run_redteam(config, console=it.console)
     summary = json.loads((it.folder / "summary.json").read_text())
     success = summary["overall"]["attack_success"]
+    rows = _read_rows(pairs)
+    if source.refusal_field:  # written beside the export, so every row's file:line holds it as trained
+        rewritten = it.folder / "pairs-written-refusals.jsonl"
+        atomic_write_jsonl(
+            rewritten, [row for _, _, row in _written_refusals(source, rows, it.folder / "samples.jsonl")]
+        )
+        rows = _read_rows(rewritten)
     return Gathered(
-        _read_rows(pairs),
+        rows,
         {"attempts": summary["attempts"], "attack_success": success.get("value"), "scored": success.get("n")},
     )
+
+
+def _written_refusals(
+    source: RedteamSource, rows: list[tuple[str, int, dict[str, Any]]], attempts: Path
+) -> list[tuple[str, int, dict[str, Any]]]:
+    """The exported pairs with each chosen refusal replaced by its request's written one, where it has one."""
+    by_line = {line: row for line, row in iter_rows(source.prompts)}
+    written: dict[str, str] = {}
+    for _, attempt in iter_rows(attempts):
+        line = int(str(attempt["source"]).rsplit(":", 1)[1])
+        value = by_line.get(line, {}).get(source.refusal_field or "")
+        if isinstance(value, str) and value.strip():
+            written[f"redteam:{attempt['id']}"] = value
+    out = []
+    for file, line, row in rows:
+        if row.get("source") in written:
+            row = {**row, "chosen": [{"role": "assistant", "content": written[row["source"]]}]}
+        out.append((file, line, row))
+    return out
 
 
 def _fallbacks(source: CaiReviseSource, prompts: list[Any]) -> dict[str, str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Steps:
@@ -36,3 +38,15 @@ def steps(console: Any, label: str, total: int, *, enabled: bool = True) -> Iter
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield Steps(console, label, total, bar, task)
+
+
+def track(items: Sequence[T], label: str, *, enabled: bool = True, console: Any = None) -> Iterator[T]:
+    """Iterate over ``items`` (e.g. batches) with :func:`steps` progress, one step per item."""
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    with steps(console, label, len(items), enabled=enabled) as progress:
+        for item in items:
+            yield item
+            progress.advance()

@@ -33,11 +33,9 @@ def score_sequences(
     was_training = model.training
     model.eval()
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    iterator: Any = batches
-    if progress:
-        from rich.progress import track
+    from tether.report.progress import track  # a bar on a terminal, a line every tenth in a log file
 
-        iterator = track(batches, description="score")
+    iterator = track(batches, "score", enabled=progress)
     try:
         for index in iterator:
             examples = [TokenizedExample(list(sequences[i]), list(sequences[i])) for i in index]

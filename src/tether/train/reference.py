@@ -98,11 +98,9 @@ def score_examples(
     device = accelerator.device if accelerator else next(model.parameters()).device
     mine = sorted(range(rank, len(examples), world), key=lambda i: len(examples[i]))
     batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
-    iterator: Any = batches
-    if progress:
-        from rich.progress import track
+    from tether.report.progress import track  # a bar on a terminal, a line every tenth in a log file
 
-        iterator = track(batches, description="reference log-probs")
+    iterator = track(batches, "reference log-probs", enabled=progress)
     was_training = model.training
     model.eval()
     scores: dict[int, float] = {}
