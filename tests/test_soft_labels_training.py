@@ -68,7 +68,8 @@ def test_first_dpo_step_uses_each_pair_soft_label(tmp_path, tiny_model_dir, refe
             return float((-(1 - eps) * F.logsigmoid(logits) - eps * F.logsigmoid(-logits)).mean())
         return float((((1 - eps) * -F.logsigmoid(logits) + eps * F.logsigmoid(-logits)) / (1 - 2 * eps)).mean())
 
-    assert soft["loss"] == pytest.approx(formula(eps), rel=1e-5, abs=1e-6)
+    # robust's 1 / (1 - 2 eps) magnifies fp32 rounding (seen: 2e-6 on a loss of 0.023); the check below is 1e-2
+    assert soft["loss"] == pytest.approx(formula(eps), rel=1e-4, abs=1e-5)
     assert abs(formula(eps) - formula(torch.full_like(eps, 0.2))) > 1e-2  # the global eps alone would not match
 
 

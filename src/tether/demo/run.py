@@ -215,7 +215,9 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, An
         "seconds": seconds,
     }
     atomic_write_json(out / "demo_results.json", result)
-    report = write_loop_report(out / "report.html", loop, state, notes=_notes(config, state, checks, seconds))
+    notes = _notes(config, state, checks, seconds)
+    title = "tether demo: one loop iteration on the embedded model"
+    report = write_loop_report(out / "report.html", loop, state, notes=notes, title=title)
     for metric, (_, _, label) in METRICS.items():
         b, a = rates["before"][metric], rates["after"][metric]
         shown = " -> ".join("n/a" if v is None else f"{v:.0%}" for v in (b, a))

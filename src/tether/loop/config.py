@@ -39,7 +39,7 @@ class RedteamSource(SourceOptions):
     prompts: str
     """Harmful requests in any format `tether redteam --data` reads."""
     attacks: str = "direct"
-    """Comma-separated attacks (`tether redteam --help` lists them)."""
+    """Comma-separated attacks (`tether redteam-attacks` lists them)."""
     success: Literal["strict", "lenient"] = "strict"
     """strict: an attack succeeds when the answer complies; lenient: also when it partly does."""
     refusal_field: str | None = None
@@ -153,7 +153,7 @@ class TrainStage(Options):
     recipe: Literal["dpo", "orpo", "simpo", "sft"] = "dpo"
     """The tether recipe each iteration trains with."""
     options: dict[str, Any] = Field(default_factory=dict)
-    """That recipe's options as its own config file spells them (`tether dpo --help`), except model, data and
+    """That recipe's options as its own config file spells them (as in `tether dpo`), except model, data and
     out, which the loop sets."""
 
     @model_validator(mode="after")
@@ -182,7 +182,7 @@ class EvalSet(Options):
     name: Name
     """What the report calls this measurement."""
     suite: str
-    """A prompt suite (`tether eval --list`): harmful (the harm axis), harmless or xstest (over-refusal)."""
+    """A prompt suite (`tether eval-suites`): harmful (the harm axis), harmless or xstest (over-refusal)."""
     data: str
     """The suite's data file."""
     limit: int | None = Field(None, ge=1)

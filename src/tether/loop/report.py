@@ -83,7 +83,7 @@ def _source_rows(state: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for it in state["iterations"]:
         for name, c in it["sources"].items():
-            own = ", ".join(f"{k} {v}" for k, v in c["source"].items() if v not in (None, {}, []))
+            own = ", ".join(f"{k} {_count(v)}" for k, v in c["source"].items() if v not in (None, {}, []))
             rows.append(
                 [
                     str(it["number"]),
@@ -141,7 +141,13 @@ def _trade_off(state: dict[str, Any]) -> str | None:
     )
 
 
-def write_loop_report(path: Path, config: LoopConfig, state: dict[str, Any], notes: Sequence[str] = ()) -> Path:
+def _count(value: Any) -> str:
+    return f"{value:.0%}" if isinstance(value, float) and 0 <= value <= 1 else str(value)
+
+
+def write_loop_report(
+    path: Path, config: LoopConfig, state: dict[str, Any], notes: Sequence[str] = (), title: str = "tether loop"
+) -> Path:
     from tether.report.html import bullets, page, paragraph, pre, section, table, write_html
     from tether.report.metrics import metric_charts, read_metrics
     from tether.report.plots import grouped_bars
@@ -176,4 +182,4 @@ def write_loop_report(path: Path, config: LoopConfig, state: dict[str, Any], not
     from tether.config import dump_config
 
     sections.append(section("Config", pre(dump_config(config))))
-    return write_html(path, page("tether loop", sections))
+    return write_html(path, page(title, sections))
