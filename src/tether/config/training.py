@@ -143,7 +143,7 @@ class DemoConfig(ModelOptions):
     """Model name to request from --critic-endpoint."""
     judge: str = "classifier"
     """Refusal judge of the measurements and of red-team success (`tether judges`)."""
-    samples: int = Field(2, ge=1)
+    samples: int = Field(3, ge=1)
     """Answers sampled per safe training prompt by the keep-helping source; each helpful one makes a pair."""
     temperature: float = Field(0.7, gt=0)
     """Sampling temperature of the keep-helping answers (the measurements use greedy decoding)."""
