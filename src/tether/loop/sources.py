@@ -179,32 +179,44 @@ def _fallbacks(source: CaiReviseSource, prompts: list[Any]) -> dict[str, str]:
     return out
 
 
+def _cai_run_fields(source: CaiReviseSource | CaiLabelSource, it: Iteration) -> dict[str, Any]:
+    """The settings `cai revise` and `cai label` take from the source and the iteration alike."""
+    return {
+        "model": it.model,
+        "prompts": source.prompts,
+        "constitution": source.constitution,
+        "out": it.folder,
+        "max_new_tokens": it.config.max_new_tokens,
+        "limit": source.limit,
+        "batch_size": it.config.batch_size,
+        "seed": it.seed,
+        "generation_backend": it.config.generation_backend,
+        "resume": it.folder.exists(),
+        "progress": it.config.progress,
+    }
+
+
+def _run_once(it: Iteration, run: Callable[[], object]) -> dict[str, Any]:
+    """Run a `cai` command into the source's folder unless it finished there; its ``summary.json``."""
+    if not (it.folder / "summary.json").exists():
+        run()
+    return json.loads((it.folder / "summary.json").read_text())
+
+
 def _cai_revise(source: CaiReviseSource, it: Iteration) -> Gathered:
     from tether.cai.config import CaiReviseConfig
     from tether.cai.prompts import read_cai_prompts
     from tether.cai.run import run_revise
 
-    if not (it.folder / "summary.json").exists():
-        config = CaiReviseConfig(
-            model=it.model,
-            prompts=source.prompts,
-            constitution=source.constitution,
-            out=it.folder,
-            rounds=source.rounds,
-            critic_model=source.critic_model,
-            critic_endpoint=source.critic_endpoint,
-            critic_endpoint_model=source.critic_endpoint_model,
-            critique_max_new_tokens=source.critique_max_new_tokens,
-            max_new_tokens=it.config.max_new_tokens,
-            limit=source.limit,
-            batch_size=it.config.batch_size,
-            seed=it.seed,
-            generation_backend=it.config.generation_backend,
-            resume=it.folder.exists(),
-            progress=it.config.progress,
-        )
-        run_revise(config, console=it.console)
-    summary = json.loads((it.folder / "summary.json").read_text())
+    config = CaiReviseConfig(
+        **_cai_run_fields(source, it),
+        rounds=source.rounds,
+        critic_model=source.critic_model,
+        critic_endpoint=source.critic_endpoint,
+        critic_endpoint_model=source.critic_endpoint_model,
+        critique_max_new_tokens=source.critique_max_new_tokens,
+    )
+    summary = _run_once(it, lambda: run_revise(config, console=it.console))
     counts = {
         "prompts": summary["prompts"],
         "rounds": summary["rounds"],
@@ -252,26 +264,14 @@ def _cai_label(source: CaiLabelSource, it: Iteration) -> Gathered:
     from tether.cai.config import CaiLabelConfig
     from tether.cai.label_run import run_label
 
-    if not (it.folder / "summary.json").exists():
-        config = CaiLabelConfig(
-            model=it.model,
-            prompts=source.prompts,
-            constitution=source.constitution,
-            out=it.folder,
-            samples=source.samples,
-            judge_model=source.judge_model,
-            judge_endpoint=source.judge_endpoint,
-            judge_endpoint_model=source.judge_endpoint_model,
-            max_new_tokens=it.config.max_new_tokens,
-            limit=source.limit,
-            batch_size=it.config.batch_size,
-            seed=it.seed,
-            generation_backend=it.config.generation_backend,
-            resume=it.folder.exists(),
-            progress=it.config.progress,
-        )
-        run_label(config, console=it.console)
-    summary = json.loads((it.folder / "summary.json").read_text())
+    config = CaiLabelConfig(
+        **_cai_run_fields(source, it),
+        samples=source.samples,
+        judge_model=source.judge_model,
+        judge_endpoint=source.judge_endpoint,
+        judge_endpoint_model=source.judge_endpoint_model,
+    )
+    summary = _run_once(it, lambda: run_label(config, console=it.console))
     bias = summary.get("position_bias") or {}
     counts = {
         "pairs_judged": summary.get("pairs"),
