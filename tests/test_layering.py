@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"targets"},  # what gets evaluated or attacked: a local model, an endpoint, a script
     {"judges"},  # refusal judges and their factory
     {"reward"},  # reward-model scoring and composable RL rewards
-    {"train", "evals", "redteam"},  # the three kinds of work, independent of each other
+    {"train", "evals", "redteam", "interp"},  # the kinds of work, independent of each other (interp: inspect models)
     {"cai"},  # constitutions, critique and revise, AI labels (a local judge scores with evals' log-likelihoods)
     {"guard"},  # runtime rails: detectors built on judges, toxicity scorers and red-team decoders
     {"loop"},  # the closed loop: sources (red-team, guard reviews, CAI, files) -> merge -> train -> measure
