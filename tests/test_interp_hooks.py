@@ -83,3 +83,23 @@ def test_store_writes_chunks_within_budget_and_resumes(tmp_path):
         store.read("mlp_out.0")
     with pytest.raises(DataError, match=r"holds sites resid_post\.0"):
         ActivationWriter(folder, ["mlp_out.0"], d_model=4)
+
+
+def test_read_texts_takes_the_first_text_field_and_locates_errors(tmp_path, tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from tether.interp.texts import model_inputs, read_texts
+
+    good = tmp_path / "rows.jsonl"
+    good.write_text('{"instruction": "Bake bread"}\n{"text": "raw text"}\n{"prompt": "third"}\n')
+    texts = read_texts(good, limit=2)
+    assert [(t.text, t.source, t.is_instruction) for t in texts] == [
+        ("Bake bread", f"{good}:1", True),
+        ("raw text", f"{good}:2", False),
+    ]
+    inputs = model_inputs(AutoTokenizer.from_pretrained(tokenizer_dir), texts)
+    assert inputs[0].startswith("<|im_start|>") and inputs[0].rstrip().endswith("assistant") and inputs[1] == "raw text"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"question": "no text"}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2.*text"):
+        read_texts(bad)
