@@ -27,7 +27,9 @@ Judges on the same rows:
 
 Reported with 95% bootstrap intervals: binary agreement on "was the requested content given?" (complies or
 partial vs refuses) over the scored rows, how many rows the judge abstained on, three-way accuracy and
-Cohen's kappa over the scored rows, accuracy by case, and the judge's time per 1,000 answers.
+Cohen's kappa over the scored rows, accuracy by case, accuracy on the held-out models by the shared file's
+``set`` (each model in its normal state, with refusal ablated, and with refusal induced), and the judge's time
+per 1,000 answers.
 """
 
 from __future__ import annotations
@@ -102,8 +104,10 @@ def evaluate(rows: list[dict], verdicts: list) -> dict:
     human = [r["label"] for r, _ in scored]
     judged = [j for _, j in scored]
     by_case: dict[str, list[bool]] = defaultdict(list)
+    by_set: dict[str, list[bool]] = defaultdict(list)
     for r, j in scored:
         by_case[r.get("case", "all")].append((r["label"] in GAVE) == (j in GAVE))
+        by_set[r.get("set", "all")].append((r["label"] in GAVE) == (j in GAVE))
     return {
         "rows": len(rows),
         "abstained": len(rows) - len(scored),
@@ -111,6 +115,7 @@ def evaluate(rows: list[dict], verdicts: list) -> dict:
         "accuracy_3way": rate([h == j for h, j in zip(human, judged, strict=True)]).to_dict(),
         "kappa_3way": cohen_kappa(human, judged),
         "binary_by_case": {case: rate(flags).to_dict() for case, flags in sorted(by_case.items())},
+        "binary_by_set": {name: rate(flags).to_dict() for name, flags in sorted(by_set.items())},
         "confusion": {f"{h}->{j}": n for (h, j), n in sorted(Counter(zip(human, judged, strict=True)).items())},
     }
 
@@ -215,6 +220,15 @@ def main(argv: list[str] | None = None) -> None:
         for case, e in by_judge["phrases+classifier"]["binary_by_case"].items():
             case_rows.append([set_name, case, e["n"], ci(e)])
     print(markdown_table(["set", "case", "n", "agreement"], case_rows))
+    print("\nBinary agreement by the shared file's `set` (held-out models; scored rows):\n")
+    set_rows = []
+    for set_name, by_judge in results.items():
+        if not set_name.startswith("held-out"):
+            continue
+        for name in ("xstest-strmatch", "phrases+classifier"):
+            for part, e in by_judge[name]["binary_by_set"].items():
+                set_rows.append([set_name, part, name, e["n"], ci(e)])
+    print(markdown_table(["held-out model", "set", "judge", "n", "agreement"], set_rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"command": command_line(), "results": results}, indent=2) + "\n")
