@@ -21,7 +21,7 @@ def check(name: str, text: str, options: dict | None = None, **sample: object):
 
 # --- conformance ----------------------------------------------------------------------------------------
 
-NEEDS_OPTIONS = {"harmful_request", "jailbreak_classifier", "jailbreak_similarity", "json_schema"}
+NEEDS_OPTIONS = {"harmful_request", "jailbreak_classifier", "jailbreak_similarity", "json_schema", "activation_probe"}
 
 
 @pytest.mark.parametrize("name", DETECTORS.names())

@@ -41,6 +41,8 @@ from tether.config import (
 from tether.data.readers import FORMATS
 from tether.errors import TetherError, UsageError
 from tether.guard.config import GuardCheckConfig, GuardConfig, GuardEvalConfig, GuardServeConfig, GuardTrainConfig
+from tether.interp.config import InterpCaptureConfig, InterpLensConfig, InterpPatchConfig
+from tether.interp.direction_config import InterpProbeConfig, InterpRefusalDirectionConfig, InterpSteerConfig
 from tether.loop.config import LoopConfig
 
 app = typer.Typer(
@@ -59,6 +61,11 @@ app.add_typer(rm_app, name="rm")
 app.add_typer(guard_app, name="guard")
 cai_app = typer.Typer(help="Constitutional AI: constitutions, critique and revise.", no_args_is_help=True)
 app.add_typer(cai_app, name="cai")
+interp_app = typer.Typer(
+    help="Inspect a model: activations, logit lens, patching, probes, the refusal direction, steering.",
+    no_args_is_help=True,
+)
+app.add_typer(interp_app, name="interp")
 console = Console()
 RecordKindChoice = enum.Enum(  # type: ignore[misc]  # members from a table, which mypy cannot follow
     "RecordKindChoice", {k: k for k in ("conversation", "preference", "unpaired")}, type=str
@@ -222,6 +229,42 @@ def _loop(config: LoopConfig) -> None:
     from tether.loop.run import run_loop
 
     run_loop(config, console=console)
+
+
+def _interp_capture(config: InterpCaptureConfig) -> None:
+    from tether.interp.capture import run_capture
+
+    run_capture(config, console=console)
+
+
+def _interp_lens(config: InterpLensConfig) -> None:
+    from tether.interp.lens import run_lens
+
+    run_lens(config, console=console)
+
+
+def _interp_patch(config: InterpPatchConfig) -> None:
+    from tether.interp.patching import run_patch
+
+    run_patch(config, console=console)
+
+
+def _interp_probe(config: InterpProbeConfig) -> None:
+    from tether.interp.probes import run_probe
+
+    run_probe(config, console=console)
+
+
+def _interp_refusal_direction(config: InterpRefusalDirectionConfig) -> None:
+    from tether.interp.refusal_direction import run_refusal_direction
+
+    run_refusal_direction(config, console=console)
+
+
+def _interp_steer(config: InterpSteerConfig) -> None:
+    from tether.interp.steering import run_steer
+
+    run_steer(config, console=console)
 
 
 def _cai_label(config: CaiLabelConfig) -> None:
@@ -415,12 +458,25 @@ CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {
     CaiReviseConfig: _cai_revise,
     CaiLabelConfig: _cai_label,
     LoopConfig: _loop,
+    InterpCaptureConfig: _interp_capture,
+    InterpLensConfig: _interp_lens,
+    InterpPatchConfig: _interp_patch,
+    InterpProbeConfig: _interp_probe,
+    InterpRefusalDirectionConfig: _interp_refusal_direction,
+    InterpSteerConfig: _interp_steer,
 }
 """Every command driven by a typed config: the config class (whose ``command`` is the command's name, as
 typed on the command line and as written in a YAML file's ``command:`` key) and the function it runs.
 The app and `tether validate` are both built from this table."""
 
-GROUPS = {"data": data_app, "judge": judge_app, "rm": rm_app, "guard": guard_app, "cai": cai_app}
+GROUPS = {
+    "data": data_app,
+    "judge": judge_app,
+    "rm": rm_app,
+    "guard": guard_app,
+    "cai": cai_app,
+    "interp": interp_app,
+}
 
 
 def config_classes() -> dict[str, type[Options]]:

@@ -48,6 +48,22 @@ OWNED: dict[str, tuple[str, ...]] = {
     "cai revise": ("config.yaml", "run.json", "chains.jsonl", "sft.jsonl", "preferences.jsonl", "summary.json"),
     "cai label": ("config.yaml", "run.json", "labels.jsonl", "preferences.jsonl", "agreement.jsonl", "summary.json"),
     "loop": ("config.yaml", "loop.json", "report.html"),  # and its iter-NNN folders (`tether loop` names them)
+    "interp capture": ("config.yaml", "activations", "summary.json"),
+    "interp lens": ("config.yaml", "lens.json", "report.html"),
+    "interp patch": ("config.yaml", "patching.json", "report.html"),
+    "sae train": ("config.yaml", "metrics.jsonl", "checkpoints", "sae", "summary.json"),
+    "interp probe": ("config.yaml", "features.safetensors", "probes.json", "probe.safetensors", "report.html"),
+    "interp refusal-direction": (
+        "config.yaml",
+        "mean_diffs.safetensors",
+        "candidates.json",
+        "direction.safetensors",
+        "completions.jsonl",
+        "results.json",
+        "model",
+        "report.html",
+    ),
+    "interp steer": ("config.yaml", "completions.jsonl", "sweep.json", "report.html"),
 }
 """What each kind of run writes in its folder (``tether`` is the TensorBoard log folder of ``--report-to``);
 ``--overwrite`` deletes exactly these, plus the marker and tether's own temporary files."""
@@ -58,6 +74,11 @@ FINISHED = {
     "cai revise": "summary.json",
     "cai label": "summary.json",
     "loop": "report.html",
+    "interp capture": "summary.json",
+    "interp lens": "report.html",
+    "interp patch": "report.html",
+    "sae train": "summary.json",
+    **{kind: "report.html" for kind in ("interp probe", "interp refusal-direction", "interp steer")},
 }
 """The file or folder a kind of run writes last: present, the run finished."""
 

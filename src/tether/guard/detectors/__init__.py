@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from tether.errors import ConfigError
 from tether.guard.detectors import (  # noqa: F401  (each module registers its detectors)
+    activation_probe,
     blocklist,
     embedded,
     injection,

@@ -1,0 +1,794 @@
+"""The refusal direction: Arditi et al. 2024, "Refusal in language models is mediated by a single direction".
+
+As in their code (github.com/andyrdt/refusal_direction):
+
+- **candidates** ``r_{i,l} = mu_harmful(i, l) - mu_harmless(i, l)``: mean residual stream ``resid_pre.l`` at
+  each post-instruction position ``i`` (the tokens the chat template writes after the instruction) and layer
+  ``l`` over training instructions (kept only where the model already behaves as expected, refusal score > 0
+  on harmful and < 0 on harmless, when ``filter_train``);
+- **refusal score**: ``log p - log(1 - p)`` with ``p`` the next-token probability of the refusal tokens at the
+  first answer position (SmolLM2 and most chat models open a refusal with "I" or "As", no leading space: the
+  default ``refusal_tokens``);
+- **directional ablation** ``x <- x - r^ r^T x`` at ``resid_pre`` of every layer and on every attention and MLP
+  output (so no layer can write the direction back); **activation addition** ``x <- x + r`` at the candidate's
+  layer's ``resid_pre``, every position;
+- **selection** on held-out instructions: the candidate with the lowest *bypass score* (mean refusal score on
+  harmful instructions under ablation) among those whose *induce score* (mean refusal score on harmless
+  instructions under addition) is above 0, whose KL divergence ``KL(p_base || p_ablated)`` of the harmless
+  next-token distributions is below 0.1, and whose layer is below 0.8 L;
+- **weight orthogonalisation** ``W <- W - r^ r^T W`` of the token embeddings and every matrix writing to the
+  residual stream (attention output and MLP down projections, their biases too): a plain checkpoint whose
+  logits equal ablation by hooks (tied input/output embeddings are untied first: the unembedding reads the
+  stream, it does not write it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tether.errors import UsageError
+from tether.interp.hooks import Edit
+from tether.interp.sites import ATTENTION_NAMES, MLP_NAMES, Site, decoder_layers, layer_count
+from tether.models.loading import inner_model
+
+RUN_KIND = "interp refusal-direction"
+OUTPUT_NAMES = ("o_proj", "out_proj", "dense", "c_proj")
+DOWN_NAMES = ("down_proj", "fc2", "c_proj", "dense_4h_to_h", "w2")
+CONDITIONS = ("baseline", "ablation", "addition")
+SETS = ("harmful", "harmless")
+
+
+# -- the direction's edits -------------------------------------------------------------------------------------
+
+
+def unit(direction: torch.Tensor) -> torch.Tensor:
+    return direction / direction.norm()
+
+
+def ablation(direction: torch.Tensor) -> Edit:
+    """``x <- x - r^ r^T x``."""
+    r_hat = unit(direction.float())
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        r = r_hat.to(x.device, x.dtype)
+        return x - (x @ r).unsqueeze(-1) * r
+
+    return edit
+
+
+def addition(direction: torch.Tensor, coefficient: float = 1.0) -> Edit:
+    """``x <- x + coefficient r``."""
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        return x + coefficient * direction.to(x.device, x.dtype)
+
+    return edit
+
+
+def ablation_edits(model: Any, direction: torch.Tensor) -> list[tuple[Site, Edit]]:
+    """Directional ablation at ``resid_pre``, ``attn_out`` and ``mlp_out`` of every layer."""
+    edit = ablation(direction)
+    return [
+        (Site(kind, layer), edit)
+        for layer in range(layer_count(model))
+        for kind in ("resid_pre", "attn_out", "mlp_out")
+    ]
+
+
+def addition_edits(layer: int, direction: torch.Tensor, coefficient: float = 1.0) -> list[tuple[Site, Edit]]:
+    """Activation addition at ``resid_pre.layer``."""
+    return [(Site("resid_pre", layer), addition(direction, coefficient))]
+
+
+# -- scores ----------------------------------------------------------------------------------------------------
+
+
+def refusal_token_ids(tokenizer: Any, strings: Sequence[str]) -> list[int]:
+    """The first token of each string (deduplicated, in order)."""
+    ids = []
+    for text in strings:
+        tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not tokens:
+            raise UsageError(f"refusal token {text!r} tokenizes to nothing")
+        ids.append(int(tokens[0]))
+    return list(dict.fromkeys(ids))
+
+
+def refusal_scores(logits: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:
+    """``log p - log(1 - p)``, ``p`` the total probability of ``token_ids``: ``logsumexp`` of their logits minus
+    ``logsumexp`` of the others (exact, no epsilon)."""
+    logits = logits.double()
+    chosen = torch.zeros(logits.shape[-1], dtype=torch.bool)
+    chosen[list(token_ids)] = True
+    rest = logits.masked_fill(chosen, -math.inf)
+    return torch.logsumexp(logits[:, chosen], -1) - torch.logsumexp(rest, -1)
+
+
+def kl_divergence(base: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
+    """``KL(p_base || p_edited)`` per row of next-token logits."""
+    log_p, log_q = base.double().log_softmax(-1), edited.double().log_softmax(-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def mean_difference(harmful: dict[Site, torch.Tensor], harmless: dict[Site, torch.Tensor]) -> torch.Tensor:
+    """Candidates ``[positions, layers, d]`` from ``{resid_pre.l: [n, positions, d]}`` of the two sets."""
+    sites = sorted(harmful, key=lambda s: s.layer)
+    return torch.stack([harmful[s].double().mean(0) - harmless[s].double().mean(0) for s in sites], dim=1).float()
+
+
+# -- weight orthogonalisation ----------------------------------------------------------------------------------
+
+
+def _writer(block: torch.nn.Module, names: tuple[str, ...]) -> torch.nn.Module:
+    for name in names:
+        found = getattr(block, name, None)
+        if isinstance(found, torch.nn.Module):
+            return found
+    raise UsageError(f"{type(block).__name__}: no output projection named {' or '.join(names)}")
+
+
+def _block(layer: torch.nn.Module, names: tuple[str, ...]) -> torch.nn.Module:
+    for name in names:
+        found = getattr(layer, name, None)
+        if isinstance(found, torch.nn.Module):
+            return found
+    raise UsageError(f"{type(layer).__name__}: no block named {' or '.join(names)}")
+
+
+@torch.no_grad()
+def _project_out(module: torch.nn.Module, r_hat: torch.Tensor) -> None:
+    """Remove ``r^`` from what ``module`` writes: Linear ``W [d, in] <- W - r^ r^T W`` (and its bias), GPT-2's
+    Conv1D ``W [in, d] <- W - W r^ r^T``."""
+    weight: torch.Tensor = module.weight  # type: ignore[assignment]
+    r = r_hat.to(weight.device, torch.float64)
+    w = weight.double()
+    if isinstance(module, torch.nn.Linear):
+        weight.copy_(w - torch.outer(r, r @ w))
+    elif type(module).__name__ == "Conv1D":
+        weight.copy_(w - torch.outer(w @ r, r))
+    else:
+        raise UsageError(f"cannot orthogonalise a {type(module).__name__} (Linear or Conv1D expected)")
+    bias = getattr(module, "bias", None)
+    if bias is not None:
+        b = bias.double()
+        bias.copy_(b - (b @ r) * r)
+
+
+@torch.no_grad()
+def orthogonalize(model: Any, direction: torch.Tensor) -> Any:
+    """``W <- W - r^ r^T W`` for the embeddings and every attention/MLP output projection, in place; tied
+    input/output embeddings are untied first (the unembedding keeps its weights)."""
+    r_hat = unit(direction.double())
+    inner = inner_model(model)
+    embeddings = inner.get_input_embeddings()
+    output = inner.get_output_embeddings()
+    if output is not None and output.weight is embeddings.weight:
+        output.weight = torch.nn.Parameter(embeddings.weight.detach().clone())
+        inner.config.tie_word_embeddings = False
+        text_config = getattr(inner.config, "get_text_config", lambda: None)()
+        if text_config is not None:
+            text_config.tie_word_embeddings = False
+    w = embeddings.weight
+    w.copy_(w.double() - torch.outer(w.double() @ r_hat.to(w.device), r_hat.to(w.device)))
+    positions = getattr(getattr(inner, "transformer", None), "wpe", None)
+    if isinstance(positions, torch.nn.Embedding):
+        p = positions.weight
+        p.copy_(p.double() - torch.outer(p.double() @ r_hat.to(p.device), r_hat.to(p.device)))
+    for layer in decoder_layers(inner):
+        _project_out(_writer(_block(layer, ATTENTION_NAMES), OUTPUT_NAMES), r_hat)
+        _project_out(_writer(_block(layer, MLP_NAMES), DOWN_NAMES), r_hat)
+    return model
+
+
+def save_orthogonalized(model: Any, tokenizer: Any, direction: torch.Tensor, out: str | Path) -> Path:
+    """Orthogonalise ``model`` in place and save it with its tokenizer as a plain safetensors checkpoint
+    (written beside ``out``, then renamed into place)."""
+    from tether.atomic import atomic_folder
+
+    orthogonalize(model, direction)
+    with atomic_folder(out) as tmp:
+        inner_model(model).save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return Path(out)
+
+
+# -- the direction file ----------------------------------------------------------------------------------------
+
+
+def save_direction(path: str | Path, direction: torch.Tensor, meta: dict[str, Any]) -> Path:
+    """``direction.safetensors``: tensor ``direction`` (``r``, not normalised), header ``meta`` (JSON: at least
+    ``site``, where activation addition applies it)."""
+    from safetensors.torch import save_file
+
+    from tether.atomic import atomic_path
+    from tether.jsonsafe import dumps
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(
+            {"direction": direction.float().contiguous()},
+            str(tmp),
+            metadata={"kind": "direction", "meta": dumps(meta)},
+        )
+    return path
+
+
+def load_direction(path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
+    from safetensors import safe_open
+
+    from tether.errors import DataError
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            if "direction" not in handle.keys():  # noqa: SIM118
+                raise DataError("no tensor 'direction' (write one with `tether interp refusal-direction`)", file=path)
+            return handle.get_tensor("direction").float(), json.loads(header.get("meta", "{}"))
+    except DataError:
+        raise
+    except Exception as err:
+        raise DataError(f"not a readable safetensors file ({err})", file=path) from None
+
+
+# -- losses ----------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def completion_nll(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    edits: Sequence[tuple[Site, Edit]] = (),
+    batch_size: int = 8,
+) -> list[tuple[float, int]]:
+    """(summed negative log-likelihood, token count) of each completion given its prompt, under ``edits``."""
+    from tether.interp.activations import pad_left
+    from tether.interp.hooks import editing
+
+    device = next(model.parameters()).device
+    out: list[tuple[float, int]] = []
+    with editing(model, edits):
+        for start in range(0, len(prompts), batch_size):
+            chunk = list(zip(prompts[start : start + batch_size], completions[start : start + batch_size], strict=True))
+            padded = pad_left([list(p) + list(c) for p, c in chunk], pad_id).to(device)
+            logits = model(**padded.kwargs(), use_cache=False).logits
+            width = padded.input_ids.shape[1]
+            for row, (_, completion) in enumerate(chunk):
+                n = len(completion)
+                if n == 0:
+                    out.append((0.0, 0))
+                    continue
+                targets = padded.input_ids[row, width - n :]
+                logp = logits[row, width - n - 1 : width - 1].double().log_softmax(-1)
+                out.append((float(-logp.gather(-1, targets[:, None]).sum()), n))
+    return out
+
+
+# -- `tether interp refusal-direction` -------------------------------------------------------------------------
+
+
+def _candidate_stage(out: Path, model: Any, tokenizer: Any, train: dict[str, list[str]], config: Any, console: Any):
+    """Mean differences ``[positions, layers, d]`` (out/mean_diffs.safetensors, reused for the same inputs) and
+    the training sets' kept counts."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from tether.atomic import atomic_path
+    from tether.interp.activations import fingerprint, forward, instruction_ids, pad_id_of, post_instruction_ids
+
+    tail = post_instruction_ids(tokenizer)
+    positions = min(config.positions or len(tail), len(tail))
+    refusal_ids = refusal_token_ids(tokenizer, config.refusal_tokens)
+    identity = {
+        "model": config.model,
+        "revision": config.revision,
+        "positions": positions,
+        "refusal_ids": refusal_ids,
+        "filter_train": config.filter_train,
+        **{name: fingerprint(texts) for name, texts in train.items()},
+    }
+    path = out / "mean_diffs.safetensors"
+    if path.is_file():
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            if json.loads(header.get("identity", "null")) == identity:
+                console.print(f"candidates: reusing {path}", highlight=False)
+                return handle.get_tensor("mean_diffs"), json.loads(header["kept"])
+    sites = [Site("resid_pre", layer) for layer in range(layer_count(model))]
+    acts, kept = {}, {}
+    for name, texts in train.items():
+        found = forward(
+            model,
+            instruction_ids(tokenizer, texts),
+            pad_id=pad_id_of(tokenizer),
+            sites=sites,
+            last=positions,
+            logits=True,
+            batch_size=config.batch_size,
+            console=console if config.progress else None,
+            label=f"activations ({name} train)",
+        )
+        assert found.logits is not None
+        scores = refusal_scores(found.logits, refusal_ids)
+        keep = scores > 0 if name == "harmful" else scores < 0
+        filtered = config.filter_train and int(keep.sum()) >= 2
+        if not filtered:
+            keep = torch.ones_like(keep)
+        acts[name] = {s: a[keep] for s, a in found.activations.items()}
+        kept[name] = {
+            "n": len(texts),
+            "kept": int(keep.sum()),
+            "filtered": filtered,  # False: filter off, or it would have kept fewer than 2 (all are used)
+            "mean_refusal_score": float(scores.mean()),
+        }
+    diffs = mean_difference(acts["harmful"], acts["harmless"])
+    with atomic_path(path) as tmp:
+        save_file(
+            {"mean_diffs": diffs}, str(tmp), metadata={"identity": json.dumps(identity), "kept": json.dumps(kept)}
+        )
+    return diffs, kept
+
+
+def _selection_stage(
+    out: Path,
+    model: Any,
+    tokenizer: Any,
+    diffs: torch.Tensor,
+    selection: dict[str, list[str]],
+    config: Any,
+    console: Any,
+) -> dict[str, Any]:
+    """Every candidate's bypass, induce and KL scores (out/candidates.json, saved after each candidate and
+    continued on --resume) and the chosen one."""
+    from tether.atomic import atomic_write_json
+    from tether.interp.activations import fingerprint, forward, instruction_ids, pad_id_of
+    from tether.report.progress import steps
+
+    pad = pad_id_of(tokenizer)
+    refusal_ids = refusal_token_ids(tokenizer, config.refusal_tokens)
+    rows = {name: instruction_ids(tokenizer, texts) for name, texts in selection.items()}
+    layers = layer_count(model)
+    positions = diffs.shape[0]
+    max_layer = config.max_layer_fraction * layers
+    identity = {
+        "mean_diffs": float(diffs.double().abs().sum()),
+        "refusal_ids": refusal_ids,
+        **{name: fingerprint(texts) for name, texts in selection.items()},
+    }
+    path = out / "candidates.json"
+    state: dict[str, Any] = {}
+    if path.is_file():
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if state.get("identity") != identity:
+            state = {}
+
+    def logits(name: str, edits: Sequence[tuple[Site, Edit]] = ()) -> torch.Tensor:
+        found = forward(model, rows[name], pad_id=pad, logits=True, edits=edits, batch_size=config.batch_size)
+        assert found.logits is not None
+        return found.logits
+
+    base_harmless = logits("harmless")
+    if not state:
+        base_harmful = logits("harmful")
+        state = {
+            "identity": identity,
+            "refusal_tokens": config.refusal_tokens,
+            "refusal_token_ids": refusal_ids,
+            "baseline": {
+                "harmful_refusal_score": float(refusal_scores(base_harmful, refusal_ids).mean()),
+                "harmless_refusal_score": float(refusal_scores(base_harmless, refusal_ids).mean()),
+            },
+            "candidates": [],
+        }
+    done = {(c["position"], c["layer"]) for c in state["candidates"]}
+    todo = [
+        (position, layer)
+        for position in range(-positions, 0)
+        for layer in range(0, layers, config.layer_stride)
+        if layer < max_layer and (position, layer) not in done
+    ]
+    console.print(
+        f"selection: {len(done) + len(todo)} candidates ({len(done)} done) at positions -{positions}..-1, layers "
+        f"< {max_layer:g} every {config.layer_stride}; {len(rows['harmful'])} harmful and {len(rows['harmless'])} "
+        "harmless instructions",
+        highlight=False,
+    )
+    with steps(console, "candidates", len(todo), enabled=config.progress) as progress:
+        for position, layer in todo:
+            r = diffs[positions + position, layer]
+            if float(r.norm()) <= 1e-6 * float(diffs.norm(dim=-1).max()):
+                # resid_pre.0 at a template token: the same embedding in both sets, no direction to test
+                state["candidates"].append(
+                    {"position": position, "layer": layer, "norm": float(r.norm()), "skipped": "zero"}
+                )
+                atomic_write_json(path, state)
+                progress.advance()
+                continue
+            ablate = ablation_edits(model, r)
+            harmful = logits("harmful", ablate)
+            harmless = logits("harmless", ablate)
+            induced = logits("harmless", addition_edits(layer, r))
+            state["candidates"].append(
+                {
+                    "position": position,
+                    "layer": layer,
+                    "norm": float(r.norm()),
+                    "bypass_score": float(refusal_scores(harmful, refusal_ids).mean()),
+                    "induce_score": float(refusal_scores(induced, refusal_ids).mean()),
+                    "kl": float(kl_divergence(base_harmless, harmless).mean()),
+                }
+            )
+            atomic_write_json(path, state)
+            progress.advance()
+    scored = [c for c in state["candidates"] if "skipped" not in c]
+    for c in state["candidates"]:
+        c["passes"] = (
+            "skipped" not in c and c["kl"] < config.kl_threshold and c["induce_score"] > config.induce_threshold
+        )
+    passing = [c for c in scored if c["passes"]]
+    gentle = [c for c in scored if c["kl"] < config.kl_threshold]
+    pool = passing or gentle or scored  # a direction that breaks harmless answers (high KL) is the last resort
+    if not pool:
+        raise UsageError("no candidate to select (check --max-layer-fraction and --layer-stride)")
+    chosen = min(pool, key=lambda c: c["bypass_score"])
+    fallback = "" if passing else "kl only" if gentle else "none"
+    state["selected"] = {**chosen, "passed_filters": bool(passing), "fallback": fallback}
+    state["criteria"] = {
+        "kl_below": config.kl_threshold,
+        "induce_above": config.induce_threshold,
+        "layer_below": max_layer,
+        "choose": "lowest bypass score",
+    }
+    atomic_write_json(path, state)
+    if not passing:
+        among = "those with KL below the threshold" if gentle else "all candidates (none has KL below the threshold)"
+        console.print(
+            f"[yellow]note[/]: no candidate passed every filter; the lowest bypass score among {among} is used",
+            highlight=False,
+        )
+    return state
+
+
+def _generation_stage(
+    out: Path,
+    model: Any,
+    tokenizer: Any,
+    direction: torch.Tensor,
+    layer: int,
+    evaluation: dict[str, list[str]],
+    config: Any,
+    console: Any,
+) -> list[dict[str, Any]]:
+    """Greedy answers for each condition and set, judged (out/completions.jsonl, one block at a time)."""
+    from tether.atomic import atomic_write_jsonl
+    from tether.generation.engine import GenerationEngine, SamplingParams
+    from tether.interp.hooks import editing
+    from tether.judges.refusal import RefusalJudge
+
+    path = out / "completions.jsonl"
+    key = f"resid_pre.{layer}@{float(direction.norm()):.6f}"  # which direction a block was generated with
+    rows: list[dict[str, Any]] = []
+    if path.is_file():
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    edits = {"baseline": [], "ablation": ablation_edits(model, direction), "addition": addition_edits(layer, direction)}
+    engine = GenerationEngine(model, tokenizer, batch_size=config.batch_size * 4, progress=config.progress)
+    judge: RefusalJudge | None = None
+    params = SamplingParams(max_new_tokens=config.max_new_tokens)
+    for condition in CONDITIONS:
+        for name in SETS:
+            texts = evaluation[name]
+            used = "none" if condition == "baseline" else key
+            block = [r for r in rows if r["condition"] == condition and r["set"] == name]
+            if [r["instruction"] for r in block] == texts and all(r.get("direction") == used for r in block):
+                continue
+            rows = [r for r in rows if not (r["condition"] == condition and r["set"] == name)]
+            console.print(f"generate: {condition}, {name} ({len(texts)})", highlight=False)
+            with editing(model, edits[condition]):
+                ids = engine.generate_ids(texts, params)
+            answers = [tokenizer.decode(i, skip_special_tokens=True).strip() for i in ids]
+            judge = judge or RefusalJudge()
+            verdicts = judge.judge_many(list(zip(texts, answers, strict=True)))
+            rows += [
+                {
+                    "condition": condition,
+                    "set": name,
+                    "instruction": t,
+                    "completion": a,
+                    "completion_ids": i,
+                    "verdict": v.to_dict(),
+                    "direction": used,
+                }
+                for t, a, i, v in zip(texts, answers, ids, verdicts, strict=True)
+            ]
+            atomic_write_jsonl(path, rows)
+    return rows
+
+
+def _rates(block: list[dict[str, Any]]) -> dict[str, Any]:
+    from tether.judges.verdict import UNSCORED
+    from tether.stats import rate
+
+    scored = [r for r in block if r["verdict"]["label"] != UNSCORED]
+    return {
+        "n": len(block),
+        "unscored": len(block) - len(scored),
+        "refusal": rate([r["verdict"]["label"] == "refuses" for r in scored]).to_dict(),
+        "any_refusal": rate([r["verdict"]["label"] in ("refuses", "partial") for r in scored]).to_dict(),
+    }
+
+
+def _loss_stage(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], direction: torch.Tensor, layer: int, config: Any
+) -> dict[str, Any]:
+    """Mean per-token loss of the baseline model's own harmless answers under each condition."""
+    from tether.interp.activations import instruction_ids, pad_id_of
+    from tether.stats import bootstrap_mean
+
+    block = [r for r in rows if r["condition"] == "baseline" and r["set"] == "harmless" and r["completion_ids"]]
+    prompts = instruction_ids(tokenizer, [r["instruction"] for r in block])
+    completions = [r["completion_ids"] for r in block]
+    edits = {"baseline": [], "ablation": ablation_edits(model, direction), "addition": addition_edits(layer, direction)}
+    per: dict[str, list[tuple[float, int]]] = {
+        c: completion_nll(
+            model, prompts, completions, pad_id=pad_id_of(tokenizer), edits=e, batch_size=config.batch_size
+        )
+        for c, e in edits.items()
+    }
+    tokens = sum(n for _, n in per["baseline"])
+    result: dict[str, Any] = {
+        "texts": len(block),
+        "tokens": tokens,
+        "on": "harmless eval instructions + baseline answers",
+    }
+    for condition, values in per.items():
+        result[condition] = sum(s for s, _ in values) / max(tokens, 1)
+        if condition != "baseline":
+            deltas = [(s - b) / n for (s, n), (b, _) in zip(values, per["baseline"], strict=True) if n]
+            result[f"{condition}_delta_per_text"] = bootstrap_mean(deltas, seed=config.seed).to_dict()
+    return result
+
+
+def run_refusal_direction(config: Any, *, console: Any = None) -> dict[str, Any]:
+    """Run `tether interp refusal-direction` (:class:`~tether.interp.direction_config.InterpRefusalDirectionConfig`).
+
+    Stages, each reused on --resume: mean_diffs.safetensors, candidates.json, direction.safetensors,
+    completions.jsonl, results.json, model/ (orthogonalised checkpoint), report.html."""
+    from rich.console import Console
+
+    from tether.atomic import atomic_write_json, atomic_write_text
+    from tether.config import dump_config
+    from tether.interp.activations import instruction_ids, pad_id_of, read_instructions
+    from tether.interp.probes import load_for
+    from tether.runs.folders import check_run_folder, open_run_folder
+
+    console = console or Console()
+    seed = config.seed
+    train = {
+        "harmful": read_instructions(config.harmful_train, limit=config.train_limit, seed=seed),
+        "harmless": read_instructions(config.harmless_train, limit=config.train_limit, seed=seed),
+    }
+    selection = {
+        "harmful": read_instructions(config.harmful_val, limit=config.selection_limit, seed=seed),
+        "harmless": read_instructions(config.harmless_val, limit=config.selection_limit, seed=seed),
+    }
+    evaluation = {
+        "harmful": read_instructions(config.harmful_val, limit=config.eval_limit, seed=seed + 1),
+        "harmless": read_instructions(config.harmless_val, limit=config.eval_limit, seed=seed + 1),
+    }
+    check_run_folder(config.out, RUN_KIND, resume=config.resume, overwrite=config.overwrite)
+    model, tokenizer = load_for(config)
+    refusal_token_ids(tokenizer, config.refusal_tokens)
+    out = open_run_folder(config.out, RUN_KIND, resume=config.resume, overwrite=config.overwrite)
+    atomic_write_text(out / "config.yaml", dump_config(config))
+    console.print(
+        f"[bold]interp refusal-direction[/]: {config.model}; train {len(train['harmful'])}+{len(train['harmless'])}, "
+        f"selection {len(selection['harmful'])}+{len(selection['harmless'])}, evaluation "
+        f"{len(evaluation['harmful'])}+{len(evaluation['harmless'])} (harmful+harmless)",
+        highlight=False,
+    )
+    diffs, kept = _candidate_stage(out, model, tokenizer, train, config, console)
+    state = _selection_stage(out, model, tokenizer, diffs, selection, config, console)
+    chosen = state["selected"]
+    layer, position = chosen["layer"], chosen["position"]
+    direction = diffs[diffs.shape[0] + position, layer]
+    meta = {
+        "model": config.model,
+        "site": f"resid_pre.{layer}",
+        "layer": layer,
+        "position": position,
+        "norm": float(direction.norm()),
+        "scores": {k: chosen[k] for k in ("bypass_score", "induce_score", "kl")},
+        "passed_filters": chosen["passed_filters"],
+        "method": "Arditi et al. 2024 difference in means",
+    }
+    save_direction(out / "direction.safetensors", direction, meta)
+    console.print(
+        f"direction: position {position}, layer {layer} (bypass {chosen['bypass_score']:.2f}, induce "
+        f"{chosen['induce_score']:.2f}, KL {chosen['kl']:.3f})",
+        highlight=False,
+    )
+    rows = _generation_stage(out, model, tokenizer, direction, layer, evaluation, config, console)
+    rates = {
+        c: {s: _rates([r for r in rows if r["condition"] == c and r["set"] == s]) for s in SETS} for c in CONDITIONS
+    }
+    loss = _loss_stage(model, tokenizer, rows, direction, layer, config)
+    check: dict[str, Any] = {}
+    marker = out / "model" / "tether_direction.json"
+    if config.export_model and marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == meta:
+        previous = out / "results.json"
+        check = (
+            json.loads(previous.read_text(encoding="utf-8")).get("orthogonalized_check", {})
+            if previous.is_file()
+            else {}
+        )
+        console.print(f"orthogonalised model: reusing {out / 'model'}", highlight=False)
+    elif config.export_model:
+        probe_rows = instruction_ids(tokenizer, selection["harmful"][:4])
+        from tether.interp.activations import forward
+
+        hooked = forward(
+            model, probe_rows, pad_id=pad_id_of(tokenizer), logits=True, edits=ablation_edits(model, direction)
+        )
+        save_orthogonalized(model, tokenizer, direction, out / "model")
+        atomic_write_json(marker, meta)
+        plain = forward(model, probe_rows, pad_id=pad_id_of(tokenizer), logits=True)
+        assert hooked.logits is not None and plain.logits is not None
+        check = {
+            "prompts": len(probe_rows),
+            "max_abs_logit_difference": float((hooked.logits - plain.logits).abs().max()),
+        }
+        console.print(
+            f"orthogonalised model: {out / 'model'} (max |logit - hooks| {check['max_abs_logit_difference']:.2e})",
+            highlight=False,
+        )
+    overlap = (
+        len(set(selection["harmful"]) & set(evaluation["harmful"])),
+        len(set(selection["harmless"]) & set(evaluation["harmless"])),
+    )
+    results = {
+        "model": config.model,
+        "direction": meta,
+        "train": kept,
+        "selection": {"harmful": len(selection["harmful"]), "harmless": len(selection["harmless"])},
+        "evaluation": {
+            "harmful": len(evaluation["harmful"]),
+            "harmless": len(evaluation["harmless"]),
+            "shared_with_selection": {"harmful": overlap[0], "harmless": overlap[1]},
+        },
+        "judge": "RefusalJudge() (phrases + classifier)",
+        "max_new_tokens": config.max_new_tokens,
+        "rates": rates,
+        "loss": loss,
+        "orthogonalized_check": check,
+    }
+    atomic_write_json(out / "results.json", results)
+    _print_results(console, results)
+    _write_report(out, state, results, diffs.shape[0], layer_count(model))
+    return results
+
+
+def _fmt(e: dict[str, Any]) -> str:
+    if not e["n"]:
+        return "-"
+    return f"{e['value']:.1%} [{e['low']:.1%}, {e['high']:.1%}] (n={e['n']})"
+
+
+def _result_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for condition in CONDITIONS:
+        r = results["rates"][condition]
+        rows.append(
+            (
+                condition,
+                _fmt(r["harmful"]["refusal"]),
+                _fmt(r["harmless"]["refusal"]),
+                _fmt(r["harmful"]["any_refusal"]),
+                _fmt(r["harmless"]["any_refusal"]),
+                f"{results['loss'][condition]:.4f}",
+            )
+        )
+    return rows
+
+
+HEADERS = (
+    "condition",
+    "harmful: refuses",
+    "harmless: refuses",
+    "harmful: refuses or partial",
+    "harmless: refuses or partial",
+    "harmless loss",
+)
+
+
+def _print_results(console: Any, results: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="refusal direction")
+    for header in HEADERS:
+        table.add_column(header)
+    for row in _result_rows(results):
+        table.add_row(*row)
+    console.print(table)
+
+
+def heatmap(
+    values: list[list[float]], rows: list[str], columns: list[str], title: str, *, mark: tuple[int, int] | None = None
+) -> str:
+    """A grid of values (NaN blank) with a colour bar, as inline SVG; ``mark`` circles one cell."""
+    import matplotlib
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from tether.report.plots import _RC, _svg
+
+    with matplotlib.rc_context({**_RC, "axes.grid": False}):
+        fig = Figure(figsize=(7.0, 0.5 + 0.35 * len(rows) + 1.0), layout="constrained")
+        ax = fig.add_subplot()
+        image = ax.imshow(np.array(values, dtype=float), aspect="auto", cmap="viridis")
+        ax.set_xticks(range(len(columns)), columns, fontsize="x-small")
+        ax.set_yticks(range(len(rows)), rows)
+        if mark is not None:
+            ax.scatter([mark[1]], [mark[0]], s=80, facecolors="none", edgecolors="red", linewidths=1.5)
+        ax.set(title=title, xlabel="layer", ylabel="position")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        return _svg(fig)
+
+
+def _write_report(out: Path, state: dict[str, Any], results: dict[str, Any], positions: int, layers: int) -> None:
+    from tether.report.html import page, paragraph, section, table, write_html
+
+    cells = {(c["position"], c["layer"]): c for c in state["candidates"]}
+    used = sorted({c["layer"] for c in state["candidates"]})
+    row_labels = [str(p) for p in range(-positions, 0)]
+    chosen = state["selected"]
+    mark = (chosen["position"] + positions, used.index(chosen["layer"]))
+
+    def grid(key: str) -> list[list[float]]:
+        return [[cells.get((p, layer), {}).get(key, math.nan) for layer in used] for p in range(-positions, 0)]
+
+    maps = [
+        heatmap(grid(key), row_labels, [str(x) for x in used], title, mark=mark)
+        for key, title in (
+            ("bypass_score", "bypass score (harmful refusal score under ablation; lower is better)"),
+            ("induce_score", "induce score (harmless refusal score under addition)"),
+            ("kl", "KL(baseline || ablation) on harmless"),
+        )
+    ]
+    direction, loss = results["direction"], results["loss"]
+    html = page(
+        f"Refusal direction ({results['model']})",
+        [
+            section(
+                "Selected direction",
+                paragraph(
+                    f"resid_pre.{direction['layer']} at post-instruction position {direction['position']} (norm "
+                    f"{direction['norm']:.2f}); bypass {direction['scores']['bypass_score']:.3f}, induce "
+                    f"{direction['scores']['induce_score']:.3f}, KL {direction['scores']['kl']:.4f}; passed the "
+                    f"filters: {direction['passed_filters']}. Baseline refusal scores on the selection sets: harmful "
+                    f"{state['baseline']['harmful_refusal_score']:.3f}, harmless "
+                    f"{state['baseline']['harmless_refusal_score']:.3f}. "
+                    f"Refusal tokens {state['refusal_tokens']} (ids {state['refusal_token_ids']}). Layers considered: "
+                    f"below {state['criteria']['layer_below']:g} of {layers}."
+                ),
+            ),
+            section("Candidates", *maps),
+            section(
+                "Refusal rates and loss",
+                paragraph(
+                    f"Greedy answers of {results['max_new_tokens']} tokens judged by {results['judge']}; 95% bootstrap "
+                    f"intervals over scored answers. Loss: mean per-token NLL of the baseline model's own answers to "
+                    f"{loss['texts']} harmless instructions ({loss['tokens']} tokens)."
+                ),
+                table(HEADERS, _result_rows(results)),
+            ),
+        ],
+    )
+    write_html(out / "report.html", html)
