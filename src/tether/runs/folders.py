@@ -82,7 +82,7 @@ FINISHED = {
 }
 """The file or folder a kind of run writes last: present, the run finished."""
 
-RESUMABLE = frozenset(kind for kind in OWNED if kind not in ("rm eval", "demo"))
+RESUMABLE = frozenset(kind for kind in OWNED if kind not in ("rm eval", "demo", "interp lens", "interp patch"))
 
 
 def read_marker(out: Path) -> dict[str, Any] | None:
