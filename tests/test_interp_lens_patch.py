@@ -13,11 +13,11 @@ import torch
 from tether.errors import UsageError
 from tether.interp.config import InterpLensConfig, InterpPatchConfig
 from tether.interp.encode import encode
-from tether.interp.heatmap import heatmap
 from tether.interp.hooks import recording
 from tether.interp.lens import logit_lens, run_lens, unembed
 from tether.interp.patching import make_pair, normalised, patch_grid, patched_logit_diffs, run_patch
 from tether.interp.sites import KINDS, Site
+from tether.report.plots import heatmap
 
 CLEAN, CORRUPTED = "The capital of France is", "The capital of Italy is"
 

@@ -23,13 +23,12 @@ from tether.config import dump_config
 from tether.errors import ModelError, UsageError
 from tether.interp.config import InterpLensConfig
 from tether.interp.encode import Batch, device_of, encode, forward_kwargs, load_inspected, token_labels
-from tether.interp.heatmap import heatmap
 from tether.interp.hooks import recording
 from tether.interp.sites import Site, final_norm, layer_count
 from tether.interp.texts import Text, model_inputs, read_texts
 from tether.models.loading import inner_model
 from tether.report.html import page, paragraph, section, table, write_html
-from tether.report.plots import line_chart
+from tether.report.plots import heatmap, line_chart
 from tether.report.progress import track
 from tether.runs.folders import check_run_folder, open_run_folder
 

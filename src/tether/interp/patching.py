@@ -26,12 +26,12 @@ from tether.config import dump_config
 from tether.errors import UsageError
 from tether.interp.config import InterpPatchConfig
 from tether.interp.encode import Batch, device_of, encode, forward_kwargs, load_inspected, token_labels
-from tether.interp.heatmap import heatmap
 from tether.interp.hooks import editing, recording
 from tether.interp.sites import KINDS, Site, layer_count
 from tether.interp.texts import Text, model_inputs
 from tether.models.loading import load_tokenizer
 from tether.report.html import page, paragraph, section, table, write_html
+from tether.report.plots import heatmap
 from tether.report.progress import steps
 from tether.runs.folders import check_run_folder, open_run_folder
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from tether.errors import ConfigError
+from tether.report.plots import band_chart
 from tether.stats import RESAMPLES, Estimate
 
 KIND = "activation-probe"
@@ -250,26 +251,6 @@ def features(
 
 
 # -- plots -----------------------------------------------------------------------------------------------------
-
-
-def band_chart(series: dict[str, list[tuple[float, float, float, float]]], title: str, xlabel: str, ylabel: str) -> str:
-    """Lines of (x, y) with a shaded (low, high) band each, as inline SVG."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    from tether.report.plots import _RC, _SIZE, _svg
-
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=_SIZE, layout="constrained")
-        ax = fig.add_subplot()
-        for name, points in series.items():
-            xs = [p[0] for p in points]
-            ax.plot(xs, [p[1] for p in points], label=name, marker="o", markersize=3)
-            ax.fill_between(xs, [p[2] for p in points], [p[3] for p in points], alpha=0.2)
-        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-        if len(series) > 1:
-            ax.legend(fontsize="small")
-        return _svg(fig)
 
 
 # -- `tether interp probe` -------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from tether.errors import UsageError
 from tether.interp.hooks import Edit
 from tether.interp.sites import ATTENTION_NAMES, MLP_NAMES, Site, decoder_layers, layer_count
 from tether.models.loading import inner_model
+from tether.report.plots import heatmap
 
 RUN_KIND = "interp refusal-direction"
 OUTPUT_NAMES = ("o_proj", "out_proj", "dense", "c_proj")
@@ -719,29 +720,6 @@ def _print_results(console: Any, results: dict[str, Any]) -> None:
     console.print(table)
 
 
-def heatmap(
-    values: list[list[float]], rows: list[str], columns: list[str], title: str, *, mark: tuple[int, int] | None = None
-) -> str:
-    """A grid of values (NaN blank) with a colour bar, as inline SVG; ``mark`` circles one cell."""
-    import matplotlib
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    from tether.report.plots import _RC, _svg
-
-    with matplotlib.rc_context({**_RC, "axes.grid": False}):
-        fig = Figure(figsize=(7.0, 0.5 + 0.35 * len(rows) + 1.0), layout="constrained")
-        ax = fig.add_subplot()
-        image = ax.imshow(np.array(values, dtype=float), aspect="auto", cmap="viridis")
-        ax.set_xticks(range(len(columns)), columns, fontsize="x-small")
-        ax.set_yticks(range(len(rows)), rows)
-        if mark is not None:
-            ax.scatter([mark[1]], [mark[0]], s=80, facecolors="none", edgecolors="red", linewidths=1.5)
-        ax.set(title=title, xlabel="layer", ylabel="position")
-        fig.colorbar(image, ax=ax, shrink=0.8)
-        return _svg(fig)
-
-
 def _write_report(out: Path, state: dict[str, Any], results: dict[str, Any], positions: int, layers: int) -> None:
     from tether.report.html import page, paragraph, section, table, write_html
 
@@ -755,7 +733,15 @@ def _write_report(out: Path, state: dict[str, Any], results: dict[str, Any], pos
         return [[cells.get((p, layer), {}).get(key, math.nan) for layer in used] for p in range(-positions, 0)]
 
     maps = [
-        heatmap(grid(key), row_labels, [str(x) for x in used], title, mark=mark)
+        heatmap(
+            grid(key),
+            xlabels=[str(x) for x in used],
+            ylabels=row_labels,
+            title=title,
+            xlabel="layer",
+            ylabel="post-instruction position",
+            mark=mark,
+        )
         for key, title in (
             ("bypass_score", "bypass score (harmful refusal score under ablation; lower is better)"),
             ("induce_score", "induce score (harmless refusal score under addition)"),

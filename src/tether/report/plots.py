@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
+import numpy as np
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
@@ -159,4 +160,66 @@ def roc_curves(curves: dict[str, tuple[list[float], list[float]]], title: str, *
         )
         if curves:
             ax.legend(fontsize="small", loc="lower right")
+        return _svg(fig)
+
+
+ANNOTATE_UP_TO = 900
+"""Cells written into the heatmap (token or value) only when there are at most this many."""
+
+
+def heatmap(
+    values: Sequence[Sequence[float | None]],
+    *,
+    xlabels: Sequence[str],
+    ylabels: Sequence[str],
+    title: str,
+    xlabel: str = "position",
+    ylabel: str = "layer",
+    colorbar: str = "",
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    annotations: Sequence[Sequence[str]] | None = None,
+    mark: tuple[int, int] | None = None,
+) -> str:
+    """``values[row][column]`` as coloured cells, row 0 at the bottom (e.g. the model's first layer); None or NaN
+    cells are left blank. ``annotations`` (same shape) are written into the cells when they are few enough;
+    ``mark`` = (row, column) circles one cell."""
+    grid = np.array([[math.nan if v is None else float(v) for v in row] for row in values], dtype=float)
+    rows, cols = grid.shape if grid.size else (len(ylabels), len(xlabels))
+    width = min(max(6.0, 0.42 * cols + 2.5), 22.0)
+    height = min(max(2.6, 0.26 * rows + 1.6), 14.0)
+    with matplotlib.rc_context({**_RC, "axes.grid": False}):
+        fig = Figure(figsize=(width, height), layout="constrained")
+        ax = fig.add_subplot()
+        image = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.set_xticks(range(cols), list(xlabels), rotation=60, ha="right", fontsize="x-small")
+        ax.set_yticks(range(rows), list(ylabels), fontsize="x-small")
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        fig.colorbar(image, ax=ax, label=colorbar, shrink=0.9)
+        if mark is not None:
+            ax.scatter([mark[1]], [mark[0]], s=80, facecolors="none", edgecolors="red", linewidths=1.5)
+        if annotations is not None and rows * cols <= ANNOTATE_UP_TO:
+            for r in range(rows):
+                for c in range(cols):
+                    value = grid[r, c]
+                    red, green, blue, _ = image.cmap(image.norm(value)) if math.isfinite(value) else (1, 1, 1, 1)
+                    dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # white text on dark cells
+                    color = "white" if dark else "black"
+                    ax.text(c, r, annotations[r][c], ha="center", va="center", fontsize=5.5, color=color)
+        return _svg(fig)
+
+
+def band_chart(series: dict[str, list[tuple[float, float, float, float]]], title: str, xlabel: str, ylabel: str) -> str:
+    """Lines of (x, y) with a shaded (low, high) band each (e.g. a 95% interval)."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=_SIZE, layout="constrained")
+        ax = fig.add_subplot()
+        for name, points in series.items():
+            xs = [p[0] for p in points]
+            ax.plot(xs, [p[1] for p in points], label=name, marker="o", markersize=3)
+            ax.fill_between(xs, [p[2] for p in points], [p[3] for p in points], alpha=0.2)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        if len(series) > 1:
+            ax.legend(fontsize="small")
         return _svg(fig)
