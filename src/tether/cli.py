@@ -43,6 +43,7 @@ from tether.errors import TetherError, UsageError
 from tether.guard.config import GuardCheckConfig, GuardConfig, GuardEvalConfig, GuardServeConfig, GuardTrainConfig
 from tether.interp.config import InterpCaptureConfig, InterpLensConfig, InterpPatchConfig
 from tether.interp.direction_config import InterpProbeConfig, InterpRefusalDirectionConfig, InterpSteerConfig
+from tether.interp.sae.config import SaeCardsConfig, SaeEvalConfig, SaeTrainConfig
 from tether.loop.config import LoopConfig
 
 app = typer.Typer(
@@ -66,6 +67,11 @@ interp_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(interp_app, name="interp")
+sae_app = typer.Typer(
+    help="Sparse autoencoders on captured activations: train, evaluate, feature cards (SAELens format).",
+    no_args_is_help=True,
+)
+app.add_typer(sae_app, name="sae")
 console = Console()
 RecordKindChoice = enum.Enum(  # type: ignore[misc]  # members from a table, which mypy cannot follow
     "RecordKindChoice", {k: k for k in ("conversation", "preference", "unpaired")}, type=str
@@ -267,6 +273,24 @@ def _interp_steer(config: InterpSteerConfig) -> None:
     run_steer(config, console=console)
 
 
+def _sae_train(config: SaeTrainConfig) -> None:
+    from tether.interp.sae.train import run_sae_train
+
+    run_sae_train(config, console=console)
+
+
+def _sae_eval(config: SaeEvalConfig) -> None:
+    from tether.interp.sae.metrics import run_sae_eval
+
+    run_sae_eval(config, console=console)
+
+
+def _sae_cards(config: SaeCardsConfig) -> None:
+    from tether.interp.sae.cards import run_sae_cards
+
+    run_sae_cards(config, console=console)
+
+
 def _cai_label(config: CaiLabelConfig) -> None:
     from tether.cai.label_run import run_label
 
@@ -464,6 +488,9 @@ CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {
     InterpProbeConfig: _interp_probe,
     InterpRefusalDirectionConfig: _interp_refusal_direction,
     InterpSteerConfig: _interp_steer,
+    SaeTrainConfig: _sae_train,
+    SaeEvalConfig: _sae_eval,
+    SaeCardsConfig: _sae_cards,
 }
 """Every command driven by a typed config: the config class (whose ``command`` is the command's name, as
 typed on the command line and as written in a YAML file's ``command:`` key) and the function it runs.
@@ -476,6 +503,7 @@ GROUPS = {
     "guard": guard_app,
     "cai": cai_app,
     "interp": interp_app,
+    "sae": sae_app,
 }
 
 

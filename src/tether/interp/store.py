@@ -149,6 +149,12 @@ class ActivationStore:
     def tokens(self) -> int:
         return int(self.index["tokens"])
 
+    @property
+    def model(self) -> str | None:
+        """The model the store was captured from (`tether interp capture` records it in ``identity``)."""
+        model = self.index.get("model") or (self.index.get("identity") or {}).get("model")
+        return str(model) if model else None
+
     def _check_site(self, site: str) -> None:
         if site not in self.sites:
             raise DataError(f"has no site {site!r} (it holds {', '.join(self.sites)})", file=self.folder)
