@@ -36,13 +36,35 @@ def browser():
 def submit(browser, element_id: str) -> None:
     """Click a button that loads a new page, and wait until the old page is gone (reading an element right after
     the click can otherwise find the old page's, which goes stale under load)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, element_id).click()
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+
+    def old_page_gone(driver) -> bool:
+        # Chromium answers a node of a document being replaced with either a stale-element error or, mid-way,
+        # "Node with given id does not belong to the document": both mean the old page is going.
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return True
+            raise
+        return False
+
+    def new_page_loaded(driver) -> bool:
+        try:
+            html = driver.find_element(By.TAG_NAME, "html")
+            return html.id != page.id and driver.execute_script("return document.readyState") == "complete"
+        except WebDriverException:  # between documents
+            return False
+
+    WebDriverWait(browser, 30).until(old_page_gone)
+    WebDriverWait(browser, 30).until(new_page_loaded)
 
 
 def test_a_reviewer_signs_in_filters_and_reviews(server, browser) -> None:  # noqa: F811
