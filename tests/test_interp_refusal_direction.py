@@ -37,6 +37,19 @@ HARMLESS = [
 ]
 
 
+def test_disjoint_subsamples_share_no_text_and_run_short(tmp_path):
+    from tether.interp.activations import read_disjoint_instructions
+
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps([{"instruction": t} for t in HARMFUL]))
+    selection, evaluation = read_disjoint_instructions(str(path), (2, 9), seed=3)
+    assert len(selection) == 2 and len(evaluation) == 3
+    assert sorted(selection + evaluation) == sorted(HARMFUL)
+    assert selection == [t for t in HARMFUL if t in selection]  # file order
+    assert read_disjoint_instructions(str(path), (5, 2), seed=3)[1] == []
+    assert read_disjoint_instructions(str(path), (2, 3), seed=3) == [selection, evaluation]
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -153,7 +166,7 @@ def test_run_writes_every_stage_and_resumes(tokenizer_dir, tmp_path, instruction
         model=str(model_dir),
         out=tmp_path / "run",
         train_limit=4,
-        selection_limit=3,
+        selection_limit=2,
         eval_limit=3,
         positions=2,
         max_new_tokens=4,
@@ -183,6 +196,7 @@ def test_run_writes_every_stage_and_resumes(tokenizer_dir, tmp_path, instruction
     assert direction.shape == (32,) and meta["site"] == f"resid_pre.{chosen['layer']}"
     assert set(results["rates"]) == {"baseline", "ablation", "addition"}
     assert results["rates"]["baseline"]["harmful"]["n"] == 3
+    assert results["evaluation"]["shared_with_selection"] == {"harmful": 0, "harmless": 0}
     assert results["orthogonalized_check"]["max_abs_logit_difference"] < 1e-3
     assert (out / "model" / "config.json").is_file()
     assert results["loss"]["tokens"] > 0 and results["loss"]["baseline"] > 0

@@ -160,6 +160,24 @@ def read_instructions(path: str, *, limit: int | None = None, seed: int = 0) -> 
     return [texts[i] for i in keep]
 
 
+def read_disjoint_instructions(path: str, limits: Sequence[int], *, seed: int = 0) -> list[list[str]]:
+    """Disjoint seeded random subsamples of the texts of ``path``, of ``limits[i]`` texts each, each in file
+    order: one seeded permutation cut into consecutive slices, so no text is in two of them. A file too short
+    for all of them gives the later ones fewer texts (an empty slice when none are left)."""
+    import random
+
+    from tether.interp.texts import read_texts
+
+    texts = [t.text for t in read_texts(path)]
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    slices, start = [], 0
+    for limit in limits:
+        slices.append([texts[i] for i in sorted(order[start : start + limit])])
+        start += limit
+    return slices
+
+
 def fingerprint(texts: Sequence[str]) -> str:
     """A short hash of a list of texts (a stage's output is reused only for the same inputs)."""
     import hashlib

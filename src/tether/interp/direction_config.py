@@ -79,7 +79,8 @@ class InterpRefusalDirectionConfig(RunFolderOptions, InstructionSets, ModelOptio
     selection_limit: int = Field(32, ge=1)
     """Held-out harmful and harmless instructions each that score the candidates."""
     eval_limit: int = Field(64, ge=1)
-    """Held-out harmful and harmless instructions each whose answers are generated and judged."""
+    """Held-out harmful and harmless instructions each whose answers are generated and judged, drawn from those
+    not used for selection (fewer when the held-out file runs out)."""
     positions: int | None = Field(None, ge=1)
     """Candidates at the last N post-instruction positions (default: all of them)."""
     layer_stride: int = Field(1, ge=1)

@@ -566,7 +566,12 @@ def run_refusal_direction(config: Any, *, console: Any = None) -> dict[str, Any]
 
     from tether.atomic import atomic_write_json, atomic_write_text
     from tether.config import dump_config
-    from tether.interp.activations import instruction_ids, pad_id_of, read_instructions
+    from tether.interp.activations import (
+        instruction_ids,
+        pad_id_of,
+        read_disjoint_instructions,
+        read_instructions,
+    )
     from tether.interp.probes import load_for
     from tether.runs.folders import check_run_folder, open_run_folder
 
@@ -576,14 +581,17 @@ def run_refusal_direction(config: Any, *, console: Any = None) -> dict[str, Any]
         "harmful": read_instructions(config.harmful_train, limit=config.train_limit, seed=seed),
         "harmless": read_instructions(config.harmless_train, limit=config.train_limit, seed=seed),
     }
-    selection = {
-        "harmful": read_instructions(config.harmful_val, limit=config.selection_limit, seed=seed),
-        "harmless": read_instructions(config.harmless_val, limit=config.selection_limit, seed=seed),
-    }
-    evaluation = {
-        "harmful": read_instructions(config.harmful_val, limit=config.eval_limit, seed=seed + 1),
-        "harmless": read_instructions(config.harmless_val, limit=config.eval_limit, seed=seed + 1),
-    }
+    limits = (config.selection_limit, config.eval_limit)
+    (sel_harmful, eval_harmful), (sel_harmless, eval_harmless) = (
+        read_disjoint_instructions(path, limits, seed=seed) for path in (config.harmful_val, config.harmless_val)
+    )
+    if not eval_harmful or not eval_harmless:
+        raise UsageError(
+            f"--harmful-val/--harmless-val: no instructions left for evaluation after the {config.selection_limit} "
+            "used for selection (evaluation never reuses them); lower --selection-limit or give longer files"
+        )
+    selection = {"harmful": sel_harmful, "harmless": sel_harmless}
+    evaluation = {"harmful": eval_harmful, "harmless": eval_harmless}
     check_run_folder(config.out, RUN_KIND, resume=config.resume, overwrite=config.overwrite)
     model, tokenizer = load_for(config)
     refusal_token_ids(tokenizer, config.refusal_tokens)
