@@ -213,7 +213,7 @@ def steps(work: Path, data: Path) -> list[tuple[str, list[str], Path]]:
 def feature_step(work: Path, data: Path) -> list[str]:
     """`tether interp steer` clamping the first latent shown in the feature cards."""
     cards = json.loads((work / "cards" / "cards.json").read_text())
-    feature = cards["features"][0]["feature"]
+    feature = cards["cards"][0]["feature"]
     return [
         "interp",
         "steer",

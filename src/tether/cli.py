@@ -35,6 +35,7 @@ from tether.config import (
     RMTrainConfig,
     SFTConfig,
     SimPOConfig,
+    UnlearnConfig,
     load_config,
     validate_file,
 )
@@ -151,6 +152,13 @@ def _sft(config: SFTConfig) -> None:
 
     target = run_sft(config, console=console)
     console.print(f"[green]done[/]: model in {target}, metrics in {config.out / 'metrics.jsonl'}")
+
+
+def _unlearn(config: UnlearnConfig) -> None:
+    from tether.train.unlearn import run_unlearn
+
+    target = run_unlearn(config, console=console)
+    console.print(f"[green]done[/]: model in {target}, report in {config.out / 'report.html'}")
 
 
 def _preference(config: DPOConfig | ORPOConfig | SimPOConfig) -> None:
@@ -464,6 +472,7 @@ CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {
     ORPOConfig: _preference,
     SimPOConfig: _preference,
     KTOConfig: _kto,
+    UnlearnConfig: _unlearn,
     RMTrainConfig: _rm_train,
     RMEvalConfig: _rm_eval,
     RMScoreConfig: _rm_score,

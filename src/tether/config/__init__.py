@@ -45,13 +45,16 @@ from tether.config.training import (
     PairOptions,
     PreferenceConfig,
     PreferenceOptions,
-    ReferenceConfig,
     ReferenceOptions,
     SFTConfig,
     SFTOptions,
     SimPOConfig,
     SimPOOptions,
 )
+from tether.config.unlearning import UnlearnConfig, UnlearnOptions
+
+ReferenceConfig = DPOConfig | KTOConfig | UnlearnConfig
+"""The commands whose loss needs the frozen start's log-probs (scored once, cached: tether.train.reference)."""
 
 __all__ = [
     "DEFAULT_ATTACKS",
@@ -100,6 +103,8 @@ __all__ = [
     "TargetOptions",
     "TrainOptions",
     "TrainingConfig",
+    "UnlearnConfig",
+    "UnlearnOptions",
     "build_config",
     "dump_config",
     "load_config",

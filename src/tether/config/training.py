@@ -117,7 +117,6 @@ class KTOConfig(KTOOptions, PreferenceOptions, ReferenceOptions, TrainingConfig)
 PREFERENCE_CONFIGS = (DPOConfig, ORPOConfig, SimPOConfig)
 PreferenceConfig = DPOConfig | ORPOConfig | SimPOConfig
 """The paired preference commands, which share one recipe (tether.train.preference)."""
-ReferenceConfig = DPOConfig | KTOConfig
 """The commands that score a reference model once before training."""
 
 

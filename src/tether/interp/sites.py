@@ -20,10 +20,10 @@ from typing import Any, Literal
 import torch
 
 from tether.errors import UsageError
+from tether.models.layers import attribute_path, decoder_layers
 from tether.models.loading import inner_model
 
 KINDS = ("resid_pre", "resid_post", "attn_out", "mlp_out")
-LAYER_LISTS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "transformer.layers")
 ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention")
 MLP_NAMES = ("mlp", "feed_forward", "ffn")
 
@@ -62,28 +62,6 @@ def parse_sites(text: str, layers: int) -> list[Site]:
     return list(dict.fromkeys(out))
 
 
-def _get(root: Any, dotted: str) -> Any:
-    for name in dotted.split("."):
-        root = getattr(root, name, None)
-        if root is None:
-            return None
-    return root
-
-
-def decoder_layers(model: Any) -> torch.nn.ModuleList:
-    """The model's decoder layers (see the module docstring for where they are looked for)."""
-    model = inner_model(model)
-    for path in LAYER_LISTS:
-        found = _get(model, path)
-        if isinstance(found, torch.nn.ModuleList) and len(found):
-            return found
-    expected = getattr(getattr(model, "config", None), "num_hidden_layers", None)
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == expected]
-    if len(lists) == 1:
-        return lists[0]
-    raise UsageError(f"{type(model).__name__}: cannot find its decoder layers (looked at {', '.join(LAYER_LISTS)})")
-
-
 def _child(layer: torch.nn.Module, names: tuple[str, ...], what: str) -> torch.nn.Module:
     for name in names:
         found = getattr(layer, name, None)
@@ -117,7 +95,7 @@ def final_norm(model: Any) -> torch.nn.Module:
     """The norm applied to the last residual stream before the unembedding (identity if the model has none)."""
     model = inner_model(model)
     for path in ("model.norm", "model.final_layernorm", "transformer.ln_f", "gpt_neox.final_layer_norm"):
-        found = _get(model, path)
+        found = attribute_path(model, path)
         if isinstance(found, torch.nn.Module):
             return found
     return torch.nn.Identity()
