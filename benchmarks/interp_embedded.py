@@ -8,9 +8,10 @@ Each step is a child process ``tether ...`` with its log in ``WORK/logs/STEP.log
 come from ``os.wait4`` (the child alone). The data are the instruction sets of ../shared/data/instructions
 (``--data``). What each step runs:
 
-- ``capture``: ``resid_post.15`` of 512 harmless training instructions in the chat template, every token,
-  to safetensors chunks (the SAE's training data); ``capture-val``: 128 harmless validation instructions
-  (the SAE's held-out data). Throughput: tokens per second of the capture loop (its summary.json).
+- ``capture``: ``resid_post.15`` of 2,048 harmless training instructions in the chat template, every token
+  but the first (``--skip-first 1``: the attention sink, whose norm is about 100 times the others'), to
+  safetensors chunks (the SAE's training data); ``capture-val``: 128 harmless validation instructions, the
+  same way (the SAE's held-out data). Throughput: tokens per second of the capture loop (its summary.json).
 - ``lens``: the logit lens on 4 harmful validation instructions.
 - ``patch``: activation patching, clean "The Eiffel Tower is in the city of" -> " Paris" against
   "The Colosseum is in the city of" -> " Rome" (both 9 tokens), resid_pre/attn_out/mlp_out.
@@ -22,10 +23,11 @@ come from ``os.wait4`` (the child alone). The data are the instruction sets of .
   post-instruction positions, every third layer, 40-token answers judged by the default refusal judge.
 - ``steer-direction``: activation addition of that direction on 32 harmless validation instructions at
   strengths 0, 0.5, 1, 1.5 (the refusal rate and the loss on the unsteered answers).
-- ``sae-train``: a TopK SAE (k 32, 8 x 576 latents) on the captured tokens, 98,304 training tokens;
-  ``sae-eval``: L0, explained variance, dead latents on the held-out capture, and the CE loss recovered
-  on 32 harmless validation instructions; ``sae-cards``: top-activating examples of 16 latents;
-  ``steer-feature``: clamping the first carded latent's decoder row on 16 harmful validation instructions.
+- ``sae-train``: a TopK SAE (k 32, 8 x 576 latents) on the captured tokens, 393,216 training tokens
+  (about 4 passes); ``sae-eval``: L0, explained variance, dead latents on the held-out capture, and the
+  CE loss recovered on 32 harmless validation instructions (spliced after the first position, as
+  captured); ``sae-cards``: top-activating examples of 16 latents; ``steer-feature``: clamping the first
+  carded latent's decoder row on 16 harmful validation instructions.
 """
 
 from __future__ import annotations
@@ -54,11 +56,11 @@ def steps(work: Path, data: Path) -> list[tuple[str, list[str], Path]]:
     m = ["--model", MODEL]
     sets = ["--harmful-train", d["harmful_train"], "--harmless-train", d["harmless_train"]]
     sets += ["--harmful-val", d["harmful_val"], "--harmless-val", d["harmless_val"]]
-    capture = ["interp", "capture", *m, "--chat", "--sites", SITE, "--positions", "all"]
+    capture = ["interp", "capture", *m, "--chat", "--sites", SITE, "--positions", "all", "--skip-first", "1"]
     return [
         (
             "capture",
-            [*capture, "--data", d["harmless_train"], "--limit", "512", "--out", str(work / "capture")],
+            [*capture, "--data", d["harmless_train"], "--limit", "2048", "--out", str(work / "capture")],
             work / "capture" / "summary.json",
         ),
         (
@@ -166,7 +168,7 @@ def steps(work: Path, data: Path) -> list[tuple[str, list[str], Path]]:
                 "--batch-size",
                 "2048",
                 "--tokens",
-                "98304",
+                "393216",
                 "--out",
                 str(work / "sae-run"),
             ],

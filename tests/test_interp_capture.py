@@ -43,10 +43,22 @@ def _tokenizer(tiny_model_dir, side):
     return tokenizer
 
 
-def _capture(model, tokenizer, folder, *, sites=SITES, budget=2**30, batch_size=2, positions="all", texts=TEXTS):
+def _capture(
+    model, tokenizer, folder, *, sites=SITES, budget=2**30, batch_size=2, positions="all", texts=TEXTS, skip_first=0
+):
     parsed = parse_sites(sites, 2)
     writer = ActivationWriter(folder, [str(s) for s in parsed], d_model=32, budget_bytes=budget)
-    capture(model, tokenizer, texts, parsed, writer, batch_size=batch_size, positions=positions, progress=False)
+    capture(
+        model,
+        tokenizer,
+        texts,
+        parsed,
+        writer,
+        batch_size=batch_size,
+        positions=positions,
+        skip_first=skip_first,
+        progress=False,
+    )
     writer.close()
     return ActivationStore(folder)
 
@@ -118,6 +130,18 @@ def test_capture_equals_the_same_padded_batch_exactly_and_last_positions(tiny, t
             [model(input_ids=torch.tensor([i]), output_hidden_states=True).hidden_states[1][0, -1] for i in ids]
         )
     torch.testing.assert_close(read["resid_post.0"], alone)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_skip_first_leaves_out_each_texts_first_tokens_only(tiny, tiny_model_dir, tmp_path, side):
+    model, _ = tiny
+    tokenizer = _tokenizer(tiny_model_dir, side)
+    full = _capture(model, tokenizer, tmp_path / "all", sites="resid_post.0").read("resid_post.0", COLUMNS)
+    cut = _capture(model, tokenizer, tmp_path / "cut", sites="resid_post.0", skip_first=2).read("resid_post.0", COLUMNS)
+    kept = full["position"] >= 2
+    assert int(kept.sum()) < len(kept) and cut["position"].min().item() == 2
+    assert torch.equal(cut["example"], full["example"][kept]) and torch.equal(cut["position"], full["position"][kept])
+    torch.testing.assert_close(cut["resid_post.0"], full["resid_post.0"][kept])
 
 
 def test_a_tiny_budget_gives_chunks_of_whole_examples_that_read_back_the_same(tiny, tmp_path):

@@ -357,6 +357,11 @@ def test_ce_loss_recovered_is_one_for_identity_and_zero_for_ablation(tiny):
     assert identity["ce_loss_recovered"] == 1.0 and identity["ce_spliced"] == identity["ce_clean"]
     zero = ce_loss_recovered(model, batches, site, torch.zeros_like)
     assert zero["ce_loss_recovered"] == 0.0 and zero["ce_zero_ablation"] != zero["ce_clean"]
+    # Positions below skip_first keep their activation in both edits: a zero "reconstruction" then differs
+    # from the full zero ablation, and is still exactly the (partial) zero ablation.
+    kept = ce_loss_recovered(model, batches, site, torch.zeros_like, skip_first=1)
+    assert kept["ce_loss_recovered"] == 0.0 and kept["ce_zero_ablation"] != zero["ce_zero_ablation"]
+    assert ce_loss_recovered(model, batches, site, lambda x: x, skip_first=1)["ce_loss_recovered"] == 1.0
 
 
 def test_eval_and_cards_on_the_tiny_model(tiny, tmp_path):

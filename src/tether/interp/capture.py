@@ -92,12 +92,14 @@ def capture(
     batch_size: int = 8,
     max_length: int = 512,
     positions: Positions = "all",
+    skip_first: int = 0,
     console: Console | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Capture ``inputs[writer.examples_done:]`` into ``writer`` (not closed here; a stop flushes the finished
     batches first). Example ``i`` is ``inputs[i]``; its tokens are stored with columns ``example`` (i),
-    ``position`` (among its real tokens) and ``token_id``. Returns counts and speed of this call."""
+    ``position`` (among its real tokens) and ``token_id``; positions below ``skip_first`` are left out.
+    Returns counts and speed of this call."""
     if positions not in ("all", "last"):
         raise UsageError(f"positions must be 'all' or 'last', not {positions!r}")
     if sorted(writer.sites) != sorted(str(s) for s in sites):
@@ -118,6 +120,7 @@ def capture(
                 batch = pad(tokenizer, [i[:max_length] for i in ids])
                 mask = batch.mask
                 keep = mask if positions == "all" else last_token_mask(mask)
+                keep = keep & (batch.positions >= skip_first)
                 records = _run_batch(model, batch, keep, sites, writer.dtype, d_model)
                 examples = torch.arange(first, first + len(texts))[:, None].expand_as(mask)
                 columns = {
@@ -172,6 +175,7 @@ def run_capture(config: InterpCaptureConfig, *, console: Console | None = None) 
         "field": config.field,
         "chat": config.chat,
         "positions": config.positions,
+        "skip_first": config.skip_first,
         "max_length": config.max_length,
         "activation_dtype": config.activation_dtype,
     }
@@ -202,6 +206,7 @@ def run_capture(config: InterpCaptureConfig, *, console: Console | None = None) 
         batch_size=config.batch_size,
         max_length=config.max_length,
         positions=config.positions,
+        skip_first=config.skip_first,
         console=console,
         progress=config.progress,
     )

@@ -34,6 +34,10 @@ class InterpCaptureConfig(ModelOptions):
     layer, a negative layer counts from the top (e.g. resid_post.*,mlp_out.-1)."""
     positions: Literal["all", "last"] = "all"
     """Token positions stored: every real token, or only each text's last (padding is never stored)."""
+    skip_first: int = Field(0, ge=0)
+    """Leave out each text's first N tokens. 1 drops the attention sink (in SmolLM2's chat template the first
+    token's residual norm is about 100 times the others'), which an SAE should not spend latents on; `tether
+    sae eval` then splices its reconstruction only after those positions."""
     batch_size: int = Field(8, ge=1)
     """Texts per forward pass."""
     max_length: int = Field(512, ge=1)

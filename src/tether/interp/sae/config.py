@@ -115,6 +115,9 @@ class SaeEvalConfig(ModelOptions):
     """Tokens per text (longer texts are cut)."""
     text_batch_size: int = Field(8, ge=1)
     """Texts per model forward pass."""
+    skip_first: int | None = Field(None, ge=0)
+    """Leave each text's first N positions unspliced (default: the --skip-first of the capture in --activations,
+    the positions the SAE never saw)."""
     output: Path | None = None
     """Write the metrics here as JSON."""
     progress: bool = True

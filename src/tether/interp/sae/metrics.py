@@ -112,18 +112,31 @@ def ce_loss_recovered(
     batches: Sequence[dict[str, torch.Tensor]],
     site: Any,
     reconstruct: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    skip_first: int = 0,
 ) -> dict[str, float | None]:
-    """CE clean, spliced (``reconstruct`` of the site's activation) and zero-ablated, and the share recovered."""
+    """CE clean, spliced (``reconstruct`` of the site's activation) and zero-ablated, and the share recovered.
+
+    Positions below ``skip_first`` (those the SAE's capture left out, such as the attention sink) keep their
+    own activation in both edits."""
     from tether.interp.hooks import editing
 
     def spliced(activation: torch.Tensor) -> torch.Tensor:
-        shape = activation.shape
-        return reconstruct(activation.reshape(-1, shape[-1]).float()).reshape(shape).to(activation.dtype)
+        out = activation.clone()
+        part = activation[:, skip_first:]
+        shape = part.shape
+        out[:, skip_first:] = reconstruct(part.reshape(-1, shape[-1]).float()).reshape(shape).to(activation.dtype)
+        return out
+
+    def zeroed(activation: torch.Tensor) -> torch.Tensor:
+        out = activation.clone()
+        out[:, skip_first:] = 0
+        return out
 
     clean = mean_cross_entropy(model, batches)
     with editing(model, [(site, spliced)]):
         with_sae = mean_cross_entropy(model, batches)
-    with editing(model, [(site, torch.zeros_like)]):
+    with editing(model, [(site, zeroed)]):
         zero = mean_cross_entropy(model, batches)
     gap = zero - clean
     return {
@@ -203,8 +216,10 @@ def run_sae_eval(config: SaeEvalConfig, *, console: Any) -> dict[str, Any]:
         ).eval()
         batches = tokenized(tokenizer, model_inputs(tokenizer, texts), config.text_batch_size, config.max_length)
         with torch.no_grad():
-            result |= {"model": spec, "texts": len(texts)}
-            result |= ce_loss_recovered(model, batches, parse_site(site, layer_count(model)), sae)
+            captured = store.index.get("identity", {}).get("skip_first", 0)
+            skip = config.skip_first if config.skip_first is not None else captured
+            result |= {"model": spec, "texts": len(texts), "skip_first": skip}
+            result |= ce_loss_recovered(model, batches, parse_site(site, layer_count(model)), sae, skip_first=skip)
     if config.output is not None:
         atomic_write_json(config.output, result)
     if console is not None:
