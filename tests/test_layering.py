@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"judges"},  # refusal judges and their factory
     {"reward"},  # reward-model scoring and composable RL rewards
     {"train", "evals", "redteam", "interp"},  # the kinds of work, independent of each other (interp: inspect models)
-    {"cai"},  # constitutions, critique and revise, AI labels (a local judge scores with evals' log-likelihoods)
+    {"cai", "unlearning"},  # constitutions, critique and revise, AI labels; unlearning evaluation (train + evals)
     {"guard"},  # runtime rails: detectors built on judges, toxicity scorers and red-team decoders
     {"loop"},  # the closed loop: sources (red-team, guard reviews, CAI, files) -> merge -> train -> measure
     {"demo"},  # the main job, built from the layers below

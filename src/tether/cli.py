@@ -46,6 +46,7 @@ from tether.interp.config import InterpCaptureConfig, InterpLensConfig, InterpPa
 from tether.interp.direction_config import InterpProbeConfig, InterpRefusalDirectionConfig, InterpSteerConfig
 from tether.interp.sae.config import SaeCardsConfig, SaeEvalConfig, SaeTrainConfig
 from tether.loop.config import LoopConfig
+from tether.unlearning.config import UnlearnEvalConfig
 
 app = typer.Typer(
     name="tether",
@@ -159,6 +160,13 @@ def _unlearn(config: UnlearnConfig) -> None:
 
     target = run_unlearn(config, console=console)
     console.print(f"[green]done[/]: model in {target}, report in {config.out / 'report.html'}")
+
+
+def _unlearn_eval(config: UnlearnEvalConfig) -> None:
+    from tether.unlearning.run import run_unlearn_eval
+
+    run_unlearn_eval(config, console=console)
+    console.print(f"[green]done[/]: {config.out / 'eval.json'}, report in {config.out / 'report.html'}")
 
 
 def _preference(config: DPOConfig | ORPOConfig | SimPOConfig) -> None:
@@ -473,6 +481,7 @@ CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {
     SimPOConfig: _preference,
     KTOConfig: _kto,
     UnlearnConfig: _unlearn,
+    UnlearnEvalConfig: _unlearn_eval,
     RMTrainConfig: _rm_train,
     RMEvalConfig: _rm_eval,
     RMScoreConfig: _rm_score,

@@ -1,0 +1,1 @@
+"""Team-written data for tether's unlearning demonstration (see facts.md)."""
