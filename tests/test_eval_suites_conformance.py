@@ -168,7 +168,10 @@ def test_an_outside_choice_metric_registers_reaches_the_summary_and_duplicates_a
         return {"first_option_share": sum(r["pred"] == 0 for r in records) / len(records)}
 
     try:
-        records = [{"pred": p, "pred_norm": p, "correct": [1], "category": "c"} for p in (0, 0, 1, 1)]
+        records = [
+            {"pred": p, "pred_norm": p, "correct": [1], "category": "c", "loglikelihoods": [-1.0 - p, -2.0 + p]}
+            for p in (0, 0, 1, 1)
+        ]
         summary = summarize_choices(("first-option",), records)
         assert summary["overall"]["first_option_share"] == 0.5
         assert summary["overall"]["acc"]["value"] == 0.5

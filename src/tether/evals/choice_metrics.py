@@ -9,6 +9,10 @@ the suite's records (overall, then per category) returning named figures. An out
   (Lin et al. 2022), averaged with a bootstrap interval.
 - ``bbq``: accuracy by context condition and the bias scores of Parrish et al. 2022
   (:func:`bbq_bias_scores`).
+- ``calibration`` (every choice suite reports it): the option probabilities are the softmax of the summed
+  log-probs; the answer's confidence is the largest, its uncertainty ``1 - confidence`` or the entropy of
+  the option distribution. ``ece`` (10 bins), ``auroc_max_prob`` and ``auroc_entropy`` (each uncertainty
+  telling wrong answers from right ones), ``prr_max_prob`` and ``aurc`` (:mod:`tether.evals.calibration`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tether.evals.calibration import (
+    auroc_for_errors,
+    expected_calibration_error,
+    prediction_rejection_ratio,
+    risk_coverage,
+)
 from tether.registry import Registry
 from tether.stats import bootstrap_mean, rate
 
@@ -45,6 +55,45 @@ def mc2_score(record: dict[str, Any]) -> float:
     top = max(lls)
     mass = [math.exp(ll - top) for ll in lls]
     return sum(mass[i] for i in record["correct"]) / sum(mass)
+
+
+def option_probabilities(record: dict[str, Any]) -> list[float]:
+    """Softmax of the options' summed log-probs (log-sum-exp for stability)."""
+    lls = record["loglikelihoods"]
+    top = max(lls)
+    mass = [math.exp(ll - top) for ll in lls]
+    total = sum(mass)
+    return [m / total for m in mass]
+
+
+def answer_uncertainty(records: Records) -> tuple[list[float], list[float], list[bool]]:
+    """(confidence, option entropy, right) of each record's ``pred``."""
+    confidence, entropy, right = [], [], []
+    for record in records:
+        probs = option_probabilities(record)
+        confidence.append(max(probs))
+        entropy.append(-sum(p * math.log(p) for p in probs if p > 0))
+        right.append(record["pred"] in record["correct"])
+    return confidence, entropy, right
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+@register_choice_metric("calibration")
+def calibration(records: Records) -> dict[str, Any]:
+    if not records:
+        return {}
+    confidence, entropy, right = answer_uncertainty(records)
+    doubt = [1 - c for c in confidence]
+    return {
+        "ece": expected_calibration_error(confidence, right),
+        "auroc_max_prob": _or_nan(auroc_for_errors(doubt, right)),
+        "auroc_entropy": _or_nan(auroc_for_errors(entropy, right)),
+        "prr_max_prob": _or_nan(prediction_rejection_ratio(doubt, right)),
+        "aurc": risk_coverage(confidence, right)[2],
+    }
 
 
 @register_choice_metric("mc2")

@@ -11,6 +11,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from rich.console import Console
 from tether.atomic import atomic_write_json
 from tether.config import EvalConfig
 from tether.data.samples import ChoiceSample
-from tether.evals.choice_metrics import get_choice_metric
+from tether.evals.calibration import reliability_bins, risk_coverage
+from tether.evals.choice_metrics import answer_uncertainty, get_choice_metric
 from tether.evals.loglikelihood import option_loglikelihoods
 from tether.runs.store import SampleStore
 from tether.stats import rate
@@ -44,10 +46,15 @@ def choice_record(sample: ChoiceSample, suite: str, scores: list[tuple[float, in
     }
 
 
+ALWAYS = ("calibration",)
+"""Choice metrics every suite reports (:mod:`tether.evals.choice_metrics`)."""
+
+
 def summarize_choices(metrics: Sequence[str], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``acc`` and ``acc_norm`` with intervals plus the suite's registered ``metrics``
-    (:mod:`tether.evals.choice_metrics`), overall and per category."""
-    extra = [get_choice_metric(name) for name in metrics]
+    """``acc`` and ``acc_norm`` with intervals, calibration, and the suite's registered ``metrics``
+    (:mod:`tether.evals.choice_metrics`), overall and per category; the overall reliability diagram's bins and
+    risk-coverage curve for the report."""
+    extra = [get_choice_metric(name) for name in (*ALWAYS, *metrics)]
 
     def block(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -62,11 +69,17 @@ def summarize_choices(metrics: Sequence[str], records: Sequence[dict[str, Any]])
     by_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_category[r["category"]].append(r)
-    return {
+    summary: dict[str, Any] = {
         "n": len(records),
         "overall": block(records),
         "categories": {c: block(rs) for c, rs in sorted(by_category.items())},
     }
+    if records:
+        confidence, _, right = answer_uncertainty(records)
+        summary["reliability"] = [asdict(b) for b in reliability_bins(confidence, right)]
+        coverage, risk, _ = risk_coverage(confidence, right)
+        summary["risk_coverage"] = {"coverage": coverage, "risk": risk}
+    return summary
 
 
 def _cell(value: Any) -> str:
@@ -98,7 +111,37 @@ def write_choice_report(path: Path, title: str, summary: dict[str, Any]) -> Path
             chart,
         )
     ]
+    if summary.get("reliability"):
+        parts.append(calibration_section(summary))
     return write_html(path, page(title, parts))
+
+
+def calibration_section(summary: dict[str, Any]) -> str:
+    """The reliability diagram (accuracy against confidence per bin, the diagonal is perfect calibration) and
+    the risk-coverage curve of the overall answers."""
+    from tether.report.html import paragraph, section
+    from tether.report.plots import line_chart
+
+    filled = [b for b in summary["reliability"] if b["count"]]
+    diagram = line_chart(
+        {
+            "model": [(100 * b["confidence"], 100 * b["accuracy"]) for b in filled],
+            "perfect calibration": [(0.0, 0.0), (100.0, 100.0)],
+        },
+        "reliability diagram",
+        "confidence (%)",
+        "accuracy (%)",
+    )
+    curve = summary["risk_coverage"]
+    points = [(100 * c, 100 * r) for c, r in zip(curve["coverage"], curve["risk"], strict=True)]
+    risk = line_chart(
+        {"answers kept, most confident first": points},
+        "risk-coverage",
+        "coverage (%)",
+        "error rate (%)",
+    )
+    counts = ", ".join(f"{b['low']:.1f}-{b['high']:.1f}: {b['count']}" for b in filled)
+    return section("Calibration (confidence: the softmax over options)", diagram, risk, paragraph(f"Bins: {counts}."))
 
 
 def run_choice_suite(

@@ -24,9 +24,10 @@ from tether.data.batching import collate
 from tether.data.benchmarks.facts import SPLITS, Fact
 from tether.data.records import Conversation
 from tether.data.samples import ChoiceSample
-from tether.data.tokenization import IGNORE_INDEX, ChatEncoder
+from tether.data.tokenization import ChatEncoder
 from tether.evals.loglikelihood import option_loglikelihoods
 from tether.stats import rate
+from tether.train.logprobs import final_hidden_states, selected_logprobs
 
 
 def cloze_samples(tokenizer: Any, facts: Sequence[Fact], *, paraphrase: bool = False) -> list[ChoiceSample]:
@@ -81,12 +82,9 @@ def answer_token_logprobs(
     try:
         for start in range(0, len(examples), batch_size):
             batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], pad).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-            logps = torch.log_softmax(logits[:, :-1], dim=-1)
-            targets = batch["labels"][:, 1:]
-            mask = targets != IGNORE_INDEX
-            picked = logps.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1)
-            out += [row[m].tolist() for row, m in zip(picked, mask, strict=True)]
+            hidden, head = final_hidden_states(model, batch)
+            logps, mask = selected_logprobs(hidden, head, batch["labels"])
+            out += [part.tolist() for part in logps.split(mask.sum(-1).tolist())]
     finally:
         model.train(was_training)
     return out
