@@ -122,6 +122,8 @@ def test_an_interrupted_rmu_run_resumes_to_the_same_weights(tmp_path, tiny_model
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
     assert [m["step"] for m in _metrics(part)] == [1, 2, 3, 4]
+    again = run_unlearn(_config(tiny_model_dir, sets, part, overwrite=True, **options))  # a finished run replaced
+    assert [m["step"] for m in _metrics(part)] == [1, 2, 3, 4] and (again / "model.safetensors").is_file()
 
 
 def test_config_rules():

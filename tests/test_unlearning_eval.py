@@ -119,6 +119,10 @@ def test_unlearn_eval_run_on_a_tiny_model(tmp_path, tiny_model_dir, small_facts)
     assert [p["step"] for p in curve] == [0, 1, 2] and all(p["accuracy"]["n"] == 4 for p in curve)
     assert json.loads((out / "eval.json").read_text())["relearning"]["tuned_on"] == 4
     assert (out / "report.html").is_file() and (out / "relearn" / "sft" / "model").is_dir()
+    with pytest.raises(Exception, match="overwrite"):  # a finished run is kept unless asked
+        run_unlearn_eval(config)
+    config.overwrite, config.relearn_steps = True, [0]
+    assert "relearning" not in run_unlearn_eval(config) and not (out / "relearn").exists()
 
 
 def test_cli_bad_fact_file_exits_2_and_writes_nothing(tmp_path, tiny_model_dir):

@@ -29,7 +29,7 @@ sequence y with |y| labelled tokens, ``l = log pi(y|x)`` and ``l_ref`` the same 
       L_RMU = mean_t ||h(x_f)_t - c u||^2 / d + alpha * mean_t ||h(x_r)_t - h_frozen(x_r)_t||^2 / d
 
   (``torch.nn.functional.mse_loss`` over positions and the d hidden units, as the authors compute it; here
-  over real tokens only, padding left out).
+  per sequence over the positions a mask keeps, padding never included).
 """
 
 from __future__ import annotations

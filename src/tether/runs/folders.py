@@ -39,11 +39,12 @@ _RL = (*_TRAINING, "rollouts.jsonl", "value_model")
 _SAMPLES = ("run.json", "samples.jsonl", "summary.json", "report.html")
 
 OWNED: dict[str, tuple[str, ...]] = {
-    **{kind: _TRAINING for kind in ("sft", "dpo", "orpo", "simpo", "kto", "rm train")},
+    **{kind: _TRAINING for kind in ("sft", "dpo", "orpo", "simpo", "kto", "rm train", "unlearn")},
     **{kind: _RL for kind in ("ppo", "rloo", "grpo")},
     "eval": _SAMPLES,
     "redteam": _SAMPLES,
     "rm eval": ("eval.json", "report.html"),
+    "unlearn-eval": ("config.yaml", "eval.json", "report.html", "relearn"),
     "demo": ("config.yaml", "inputs", "loop", "demo_results.json", "report.html", "pairs.jsonl", "dpo"),
     "cai revise": ("config.yaml", "run.json", "chains.jsonl", "sft.jsonl", "preferences.jsonl", "summary.json"),
     "cai label": ("config.yaml", "run.json", "labels.jsonl", "preferences.jsonl", "agreement.jsonl", "summary.json"),

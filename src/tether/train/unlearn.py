@@ -6,7 +6,11 @@ the forget rows of the optimizer step. What a method needs beyond the policy:
 
 - NPO: the frozen start's log-prob of every forget sequence, scored once before step 1 and cached on disk
   (the DPO reference pass, :mod:`tether.train.reference`);
-- RMU: only the chosen weights of the update layers train (everything else is frozen), and the frozen
+- RMU: only the chosen weights of the update layers train (everything else is frozen). The forget term
+  covers the assistant tokens of each forget conversation: the chat template's system prompt and markers
+  are the same in every row, and pushing them to the control vector in forget rows while the retain term
+  holds them in place in retain rows would set the two terms against each other (the authors' forget
+  data are raw documents, where every token is content). The retain term covers every real token. The frozen
   model's states on retain text come from the same model run with the start values of those weights
   (``torch.func.functional_call``), so no second copy of the model is held. The forward pass stops at the
   steered layer (single process), since nothing after it enters the loss.
@@ -25,7 +29,7 @@ import torch
 from tether.config.unlearning import UnlearnConfig
 from tether.data.batching import collate
 from tether.data.readers import read_records_with_report
-from tether.data.tokenization import ChatEncoder, TokenizedExample, encode_conversations
+from tether.data.tokenization import IGNORE_INDEX, ChatEncoder, TokenizedExample, encode_conversations
 from tether.errors import DataError, UsageError
 from tether.losses.unlearning import (
     control_vector,
@@ -186,12 +190,13 @@ class UnlearnObjective:
         forget, retain = half(batch, retain=False), half(batch, retain=True)
         states = layer_states(model, self.layer, forget, stop=self.stop)
         control = self.control.to(states.device)
-        forget_mse = masked_mse(states, control, forget["attention_mask"])
+        answer = forget["labels"] != IGNORE_INDEX  # the assistant tokens: what is to be forgotten
+        forget_mse = masked_mse(states, control, answer)
         retained = layer_states(model, self.layer, retain, stop=self.stop)
         with torch.no_grad():
             frozen = layer_states(self._frozen, self.layer, retain, stop=True)
         retain_mse = masked_mse(retained, frozen, retain["attention_mask"])
-        mask = forget["attention_mask"].bool()
+        mask = answer
         metrics = {
             "rmu/forget_mse": float(forget_mse.mean().detach()),
             "rmu/retain_mse": float(retain_mse.mean().detach()),
