@@ -1,0 +1,101 @@
+"""Per-answer uncertainty scores against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tether.evals.uncertainty import (
+    answer_matches,
+    mean_token_entropy,
+    normalize_answer,
+    p_true,
+    p_true_context,
+    perplexity,
+    semantic_entropy,
+    sequence_nll,
+    token_entropies,
+)
+
+
+def test_sequence_scores_by_hand():
+    logprobs = [math.log(0.5), math.log(0.25)]
+    assert sequence_nll(logprobs) == pytest.approx(math.log(8))  # P(y) = 1/8
+    assert perplexity(logprobs) == pytest.approx(math.sqrt(8))
+    with pytest.raises(ValueError):
+        perplexity([])
+
+
+def test_token_entropy_of_uniform_and_certain_distributions():
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]])
+    entropies = token_entropies(logits)
+    assert entropies[0].item() == pytest.approx(math.log(4))
+    assert entropies[1].item() == pytest.approx(0.0, abs=1e-6)
+    assert mean_token_entropy(entropies.tolist()) == pytest.approx(math.log(4) / 2)
+
+
+def test_p_true_normalises_the_two_options():
+    assert p_true(math.log(0.3), math.log(0.1)) == pytest.approx(0.75)
+    assert p_true(-1000.0, 0.0) == pytest.approx(0.0)
+    context = p_true_context(" What is 2+2? ", " 4 ")
+    assert context.startswith("Question: What is 2+2?\nProposed Answer: 4\n") and context.endswith("is:")
+
+
+def test_semantic_entropy_groups_answers_that_normalise_alike():
+    assert normalize_answer("The  Eiffel Tower!") == "eiffel tower"
+    same = ["Paris", "paris.", "The Paris"]
+    assert semantic_entropy(same) == pytest.approx(0.0)
+    # two classes of 2 and 1 samples: -(2/3 log 2/3 + 1/3 log 1/3)
+    expected = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert semantic_entropy(["Paris", "paris", "Lyon"]) == pytest.approx(expected)
+    # weighted by probability: Lyon has all the mass
+    assert semantic_entropy(["Paris", "Lyon"], [-100.0, 0.0]) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="2 answers but 1"):
+        semantic_entropy(["a", "b"], [0.0])
+
+
+def test_answer_matches_normalised_references():
+    assert answer_matches("It is the Eiffel Tower.", ["eiffel tower"])
+    assert not answer_matches("It is the Louvre.", ["Eiffel Tower", ""])
+
+
+def test_qa_records_on_a_tiny_model_score_the_greedy_answer_like_the_training_loss(tiny_model_dir):
+    from tether.data.batching import collate
+    from tether.data.tokenization import IGNORE_INDEX, TokenizedExample
+    from tether.evals.qa_uncertainty import Question, answer_token_scores, qa_records, summarize_qa
+    from tether.generation.engine import GenerationEngine, SamplingParams
+    from tether.models.loading import load_model, load_tokenizer
+    from tether.train.logprobs import sequence_logprobs
+
+    model, tokenizer = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
+    questions = [Question("q1", "What is the capital of France?", ("Paris",)), Question("q2", "A colour?", ("red",))]
+    records = qa_records(model, tokenizer, questions, samples=2, max_new_tokens=4, batch_size=2)
+    assert [r["id"] for r in records] == ["q1", "q2"] and all(len(r["samples"]) == 2 for r in records)
+    assert all(0 <= r["one_minus_p_true"] <= 1 and r["perplexity"] >= 1 for r in records)
+    engine = GenerationEngine(model, tokenizer)
+    prompts = [engine.prompt_ids(q.question) for q in questions]
+    answers = engine.generate_from_ids(prompts, SamplingParams(max_new_tokens=4))
+    scored = answer_token_scores(model, prompts, answers, pad_id=tokenizer.pad_token_id)
+    examples = [TokenizedExample([*p, *a], [IGNORE_INDEX] * len(p) + a) for p, a in zip(prompts, answers, strict=True)]
+    with torch.no_grad():
+        sums, _ = sequence_logprobs(model, collate(examples, tokenizer.pad_token_id))
+    assert [sum(lp) for lp, _ in scored] == pytest.approx(sums.tolist(), rel=1e-4)
+    assert [-r["sequence_nll"] for r in records] == pytest.approx(sums.tolist(), rel=1e-4)
+    summary = summarize_qa(records)
+    assert summary["n"] == 2 and set(summary["calibration"]) == {"sequence_probability", "p_true"}
+
+
+def test_summarize_qa_by_hand():
+    from tether.evals.qa_uncertainty import summarize_qa
+
+    def record(correct, doubt):
+        scores = {"sequence_nll": doubt, "perplexity": 1 + doubt, "mean_token_entropy": doubt}
+        return {"correct": correct, **scores, "one_minus_p_true": min(doubt, 1.0), "semantic_entropy": doubt}
+
+    summary = summarize_qa([record(True, 0.1), record(False, 0.9), record(True, 0.2), record(False, 0.8)])
+    assert summary["accuracy"]["value"] == 0.5
+    assert all(s["auroc_wrong"] == 1.0 and s["prr"] == pytest.approx(1.0) for s in summary["uncertainty"].values())
+    # p(True) 0.9 and 0.8 (right), 0.1 and 0.2 (wrong), one per bin: (0.1 + 0.2 + 0.1 + 0.2) / 4
+    assert summary["calibration"]["p_true"]["ece"] == pytest.approx(0.15)
