@@ -63,8 +63,9 @@ def test_answer_matches_normalised_references():
 
 def test_qa_records_on_a_tiny_model_score_the_greedy_answer_like_the_training_loss(tiny_model_dir):
     from tether.data.batching import collate
+    from tether.data.samples import QASample as Question
     from tether.data.tokenization import IGNORE_INDEX, TokenizedExample
-    from tether.evals.qa_uncertainty import Question, answer_token_scores, qa_records, summarize_qa
+    from tether.evals.qa_uncertainty import answer_token_scores, qa_records, summarize_qa
     from tether.generation.engine import GenerationEngine, SamplingParams
     from tether.models.loading import load_model, load_tokenizer
     from tether.train.logprobs import sequence_logprobs
@@ -99,3 +100,30 @@ def test_summarize_qa_by_hand():
     assert all(s["auroc_wrong"] == 1.0 and s["prr"] == pytest.approx(1.0) for s in summary["uncertainty"].values())
     # p(True) 0.9 and 0.8 (right), 0.1 and 0.2 (wrong), one per bin: (0.1 + 0.2 + 0.1 + 0.2) / 4
     assert summary["calibration"]["p_true"]["ece"] == pytest.approx(0.15)
+
+
+def test_read_qa_formats_and_located_errors(tmp_path):
+    from tests.conftest import write_jsonl
+    from tether.data.benchmarks import read_facts_qa, read_qa
+    from tether.errors import DataError
+
+    path = write_jsonl(
+        tmp_path / "qa.jsonl",
+        [
+            {"id": "a", "question": "Capital of France?", "answers": ["Paris", "City of Paris"]},
+            {"question": "Who wrote Hamlet?", "answer": {"value": "William Shakespeare", "aliases": ["Shakespeare"]}},
+            {"question": "2 + 2?", "answer": "4", "category": "maths"},
+        ],
+    )
+    samples = read_qa(path)
+    assert [s.id for s in samples] == ["a", "qa:2", "qa:3"]
+    assert samples[1].references == ("William Shakespeare", "Shakespeare") and samples[2].category == "maths"
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"question": "Q?", "answer": "A"}, {"answers": ["x"]}])
+    with pytest.raises(DataError) as info:
+        read_qa(bad)
+    assert (info.value.line, info.value.field) == (2, "question")
+    empty = write_jsonl(tmp_path / "empty.jsonl", [{"question": "Q?", "answers": []}])
+    with pytest.raises(DataError, match="no reference"):
+        read_qa(empty)
+    facts = read_facts_qa("team")
+    assert len(facts) == 192 and {s.category for s in facts} == {"forget", "retain", "holdout"}

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
 from tether.data.batching import collate
-from tether.data.samples import ChoiceSample
+from tether.data.samples import ChoiceSample, QASample
 from tether.data.tokenization import IGNORE_INDEX, TokenizedExample
 from tether.evals.calibration import (
     auroc_for_errors,
@@ -48,14 +48,6 @@ CONFIDENCES = {"sequence_probability": "sequence_nll", "p_true": "one_minus_p_tr
 """The scores that are probabilities, for calibration: name -> the uncertainty it is the complement of."""
 
 
-@dataclass(frozen=True)
-class Question:
-    id: str
-    question: str
-    references: tuple[str, ...]
-    category: str = "uncategorised"
-
-
 @torch.no_grad()
 def answer_token_scores(
     model: Any, prompts: Sequence[list[int]], answers: Sequence[list[int]], *, pad_id: int, batch_size: int = 8
@@ -82,7 +74,7 @@ def answer_token_scores(
 def qa_records(
     model: Any,
     tokenizer: Any,
-    questions: Sequence[Question],
+    questions: Sequence[QASample],
     *,
     samples: int = 5,
     temperature: float = 1.0,

@@ -44,16 +44,24 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
         "seed": config.seed,
         "limit": config.limit,
     }
+    if suite.kind == "qa":
+        identity.update(samples=config.samples, sample_temperature=config.sample_temperature)
     check_run_folder(config.out, "eval", resume=config.resume, overwrite=config.overwrite)
     if suite.kind != "prompt":
-        from tether.evals.choice_runner import run_choice_suite
-
         if config.endpoint:
             raise UsageError(
-                f"the {suite.name} suite scores option log-likelihoods, which chat endpoints do not return; use --model"
+                f"the {suite.name} suite scores token log-probabilities, which chat endpoints do not return; "
+                "use --model"
             )
         check_weights(config.model)  # before the folder is opened
-        return run_choice_suite(config, suite, samples, _open_store(config, identity, console), console=console)
+        store = _open_store(config, identity, console)
+        if suite.kind == "qa":
+            from tether.evals.qa_runner import run_qa_suite
+
+            return run_qa_suite(config, suite, samples, store, console=console)
+        from tether.evals.choice_runner import run_choice_suite
+
+        return run_choice_suite(config, suite, samples, store, console=console)
     judge = scorer.make_judge(config)
     harm_judge = scorer.make_harm_judge(config)
     target = make_target(
