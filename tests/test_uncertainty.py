@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -127,3 +128,69 @@ def test_read_qa_formats_and_located_errors(tmp_path):
         read_qa(empty)
     facts = read_facts_qa("team")
     assert len(facts) == 192 and {s.category for s in facts} == {"forget", "retain", "holdout"}
+
+
+def test_abstentions_are_recognised_and_counted_apart():
+    from tether.evals.qa_uncertainty import summarize_qa
+    from tether.evals.uncertainty import abstains
+
+    assert abstains("I am not sure.") and abstains("I'm not sure, sorry") and abstains("I don't know") and abstains("")
+    assert not abstains("Paris, I am sure.")
+
+    def record(correct, abstained, doubt):
+        scores = {k: doubt for k in ("sequence_nll", "perplexity", "mean_token_entropy", "semantic_entropy")}
+        return {"correct": correct, "abstained": abstained, **scores, "one_minus_p_true": doubt}
+
+    summary = summarize_qa([record(True, False, 0.1), record(False, False, 0.9), record(False, True, 0.5)])
+    assert summary["accuracy"]["value"] == pytest.approx(1 / 3)
+    assert summary["answer_rate"]["value"] == pytest.approx(2 / 3) and summary["accuracy_answered"]["value"] == 0.5
+
+
+def test_refusal_aware_rows_keep_right_answers_and_teach_abstention_for_wrong(monkeypatch):
+    from tether.data.samples import QASample
+    from tether.evals import refusal_aware
+    from tether.evals.uncertainty import ABSTAIN
+
+    answers = {"Capital of France?": "It is Paris.", "Colour of grass?": "Blue, I think."}
+    class Scripted:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def generate(self, prompts, params):
+            return [answers[p] for p in prompts]
+
+    monkeypatch.setattr(refusal_aware, "GenerationEngine", Scripted)
+    questions = [QASample("a", "Capital of France?", ("Paris",)), QASample("b", "Colour of grass?", ("green",))]
+    rows, counts = refusal_aware.refusal_aware_rows(None, None, questions)
+    assert counts == {"questions": 2, "known": 1, "unknown": 1}
+    assert [(r["completion"], r["known"]) for r in rows] == [("It is Paris.", True), (ABSTAIN, False)]
+    pairs, _ = refusal_aware.refusal_aware_rows(None, None, questions, form="dpo")
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("It is Paris.", ABSTAIN), (ABSTAIN, "Blue, I think.")]
+
+
+def test_refusal_aware_data_cli_writes_once_and_checks_categories(tmp_path, tiny_model_dir):
+    from tests.conftest import run_cli
+
+    out = tmp_path / "rtune.jsonl"
+    args = [
+        "refusal-aware-data",
+        "--model",
+        str(tiny_model_dir),
+        "--suite",
+        "facts-qa",
+        "--data",
+        "team",
+        "--max-new-tokens",
+        "3",
+        "--output",
+        str(out),
+        "--no-progress",
+    ]
+    result = run_cli(*args, "--categories", "holdout")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 32 and all(set(r) == {"id", "prompt", "known", "completion"} for r in rows)
+    again = run_cli(*args, "--categories", "holdout")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    none = run_cli(*args, "--categories", "nope", "--overwrite")
+    assert none.returncode == 2 and "no question of categories nope" in none.stderr

@@ -4,7 +4,9 @@ Per question, the model answers greedily (chat template, ``max_new_tokens``); th
 normalised reference appears in it (:func:`tether.evals.uncertainty.answer_matches`). Its uncertainty
 scores (:mod:`tether.evals.uncertainty`): the sequence NLL, perplexity and mean token entropy of the greedy
 answer (one scoring pass over prompt + answer), p(True) (the model judging its own answer, scored as two
-options), and semantic entropy over ``samples`` answers sampled at ``temperature``. The summary gives each
+options), and semantic entropy over ``samples`` answers sampled at ``temperature``. An answer that abstains
+("I am not sure", :func:`tether.evals.uncertainty.abstains`) is never right; the summary adds the answer rate
+and the accuracy of the answered questions (what refusal-aware tuning trades). The summary gives each
 score's AUROC and PRR for wrong answers, the AURC, and the ECE of the two that are probabilities
 (sequence probability and p(True)) with their reliability bins (:mod:`tether.evals.calibration`).
 """
@@ -30,6 +32,7 @@ from tether.evals.calibration import (
 )
 from tether.evals.loglikelihood import option_loglikelihoods
 from tether.evals.uncertainty import (
+    abstains,
     answer_matches,
     mean_token_entropy,
     p_true,
@@ -121,7 +124,8 @@ def qa_records(
                 "references": list(q.references),
                 "answer": texts[i].strip(),
                 "samples": [s[i].strip() for s in sampled],
-                "correct": answer_matches(texts[i], q.references),
+                "abstained": abstains(texts[i]),
+                "correct": answer_matches(texts[i], q.references) and not abstains(texts[i]),
                 "sequence_nll": sequence_nll(logps),
                 "perplexity": perplexity(logps),
                 "mean_token_entropy": mean_token_entropy(entropies),
@@ -133,8 +137,10 @@ def qa_records(
 
 
 def summarize_qa(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy, each uncertainty's AUROC / PRR / AURC for wrong answers, and the probabilities' ECE."""
+    """Accuracy (an abstention counts as not right), the answer rate and the accuracy of the answered, each
+    uncertainty's AUROC / PRR / AURC for wrong answers, and the probabilities' ECE."""
     right = [bool(r["correct"]) for r in records]
+    answered = [bool(r["correct"]) for r in records if not r.get("abstained")]
     scores: dict[str, Any] = {}
     for name in UNCERTAINTIES:
         values = [r[name] for r in records]
@@ -152,4 +158,11 @@ def summarize_qa(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "ece": expected_calibration_error(confidence, right),
             "reliability": [asdict(b) for b in reliability_bins(confidence, right)],
         }
-    return {"n": len(records), "accuracy": rate(right).to_dict(), "uncertainty": scores, "calibration": calibration}
+    return {
+        "n": len(records),
+        "accuracy": rate(right).to_dict(),
+        "answer_rate": rate([not r.get("abstained") for r in records]).to_dict(),
+        "accuracy_answered": rate(answered).to_dict(),
+        "uncertainty": scores,
+        "calibration": calibration,
+    }

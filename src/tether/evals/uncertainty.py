@@ -26,6 +26,10 @@ from collections.abc import Sequence
 import torch
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+ABSTAIN = "I am not sure."
+"""The answer refusal-aware tuning teaches for questions the model gets wrong (R-Tuning's refusal form)."""
+ABSTAIN_PHRASES = ("i am not sure", "im not sure", "i am unsure", "i dont know", "i do not know", "i cannot answer")
+"""Normalised phrases that make an answer an abstention (:func:`abstains`)."""
 
 
 def sequence_nll(logprobs: Sequence[float]) -> float:
@@ -90,6 +94,12 @@ def semantic_entropy(answers: Sequence[str], logprobs: Sequence[float] | None = 
         mass[normalize_answer(answer)] += weight
     total = sum(mass.values())
     return float(-sum(m / total * math.log(m / total) for m in mass.values() if m > 0))
+
+
+def abstains(answer: str) -> bool:
+    """Whether the answer declines to answer ("I am not sure", "I don't know", ...), after normalisation."""
+    said = normalize_answer(answer)
+    return not said or any(phrase in said for phrase in ABSTAIN_PHRASES)
 
 
 def answer_matches(answer: str, references: Sequence[str]) -> bool:
