@@ -152,6 +152,7 @@ def test_refusal_aware_rows_keep_right_answers_and_teach_abstention_for_wrong(mo
     from tether.evals.uncertainty import ABSTAIN
 
     answers = {"Capital of France?": "It is Paris.", "Colour of grass?": "Blue, I think."}
+
     class Scripted:
         def __init__(self, *args, **kwargs):
             pass
