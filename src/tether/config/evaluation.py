@@ -51,6 +51,10 @@ class TargetOptions(EndpointOptions):
     answers is unscored (target errors, judge abstentions); 1.0: only when every answer is."""
     generation_backend: Literal["auto", "hf", "vllm"] = "auto"
     """Local generation engine: vLLM when installed on a GPU machine ('auto'), else Hugging Face generate."""
+    chain_of_verification: bool = False
+    """Answer through Chain-of-Verification (Dhuliawala et al. 2023): draft, plan verification questions,
+    answer each on its own, revise (tether.verification). Four generation rounds per answer; a 135M model
+    cannot show its benefit, so point --endpoint at a stronger model."""
 
     @field_validator("endpoint")
     @classmethod

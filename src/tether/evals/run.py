@@ -22,6 +22,7 @@ from tether.models.loading import check_weights
 from tether.runs.folders import check_run_folder, open_run_folder, run_kind
 from tether.runs.store import SampleStore, check_unscored
 from tether.targets import make_target
+from tether.verification import verified_if
 
 
 def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str, Any]:
@@ -46,6 +47,8 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
     }
     if suite.kind == "qa":
         identity.update(samples=config.samples, sample_temperature=config.sample_temperature)
+    if config.chain_of_verification:
+        identity["chain_of_verification"] = True
     check_run_folder(config.out, "eval", resume=config.resume, overwrite=config.overwrite)
     if suite.kind != "prompt":
         if config.endpoint:
@@ -67,6 +70,7 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
     target = make_target(
         config, model=config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code, progress=False
     )
+    target = verified_if(target, config.chain_of_verification)
     store = _open_store(config, identity, console)
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
     todo = sum(not store.done(s.id) for s in samples)
