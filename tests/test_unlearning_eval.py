@@ -132,3 +132,18 @@ def test_cli_bad_fact_file_exits_2_and_writes_nothing(tmp_path, tiny_model_dir):
     assert result.returncode == 2, result.stderr
     assert f"{bad}:1" in result.stderr
     assert not out.exists()
+
+
+def test_cloze_options_are_scored_on_the_tokens_the_answer_trains():
+    """The option's tokens after the cloze context are the ones it has inside the whole answer."""
+    from tether.evals.loglikelihood import encode_pair
+    from tether.models.loading import load_tokenizer
+    from tether.unlearning.measure import cloze_samples
+
+    tokenizer = load_tokenizer("smollm2-135m-instruct")
+    facts = read_facts(team_facts_path())[:24]
+    for fact, sample in zip(facts, cloze_samples(tokenizer, facts), strict=True):
+        context, option = encode_pair(tokenizer, sample.context, " " + fact.choices[fact.label])
+        prompt = sample.context[: len(sample.context) - len(fact.cloze_prefix.rstrip())]
+        whole = tokenizer(prompt + fact.answer, add_special_tokens=False)["input_ids"]
+        assert whole[len(context) : len(context) + len(option)] == option, fact.id

@@ -1,10 +1,12 @@
 """What a model knows of a fact set: cloze accuracy per split, and membership inference by min-k% probability.
 
 - **Cloze accuracy.** The question in the chat template, the assistant turn opened, then the answer up to
-  where the right option starts (:attr:`tether.data.benchmarks.facts.Fact.cloze_prefix`); the options are
-  scored by their mean log-prob per token (tether's shared-context scorer, :mod:`tether.evals.loglikelihood`)
-  and the highest is the model's pick. Chance is 1 / (number of options). The same with the question
-  reworded (``paraphrase``) tests whether what was learned or forgotten goes beyond the trained wording.
+  where the right option starts (:attr:`tether.data.benchmarks.facts.Fact.cloze_prefix`, its trailing space
+  left to the scorer, which puts one before each option, so an option's tokens are those the answer was
+  trained on); the options are scored by their mean log-prob per token (tether's shared-context scorer,
+  :mod:`tether.evals.loglikelihood`) and the highest is the model's pick. Chance is 1 / (number of options).
+  The same with the question reworded (``paraphrase``) tests whether what was learned or forgotten goes
+  beyond the trained wording.
 - **Min-k% probability** (Shi et al. 2024, "Detecting Pretraining Data from Large Language Models",
   arXiv:2310.16789): the mean of the lowest k% token log-probs of the answer given the question; a text seen
   in training scores higher. The membership AUC is the ROC AUC of that score for forget facts (members: they
@@ -40,7 +42,7 @@ def cloze_samples(tokenizer: Any, facts: Sequence[Fact], *, paraphrase: bool = F
         samples.append(
             ChoiceSample(
                 id=fact.id,
-                context=prompt + fact.cloze_prefix,
+                context=prompt + fact.cloze_prefix.rstrip(),
                 choices=fact.choices,
                 correct=(fact.label,),
                 category=fact.split,
