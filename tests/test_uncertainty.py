@@ -57,9 +57,11 @@ def test_semantic_entropy_groups_answers_that_normalise_alike():
         semantic_entropy(["a", "b"], [0.0])
 
 
-def test_answer_matches_normalised_references():
+def test_answer_matches_normalised_references_as_whole_words():
     assert answer_matches("It is the Eiffel Tower.", ["eiffel tower"])
     assert not answer_matches("It is the Louvre.", ["Eiffel Tower", ""])
+    assert answer_matches("4", ["4"]) and answer_matches("It is 4.", ["4"])
+    assert not answer_matches("It ended in 1945.", ["4"]) and not answer_matches("a hundred", ["red"])
 
 
 def test_qa_records_on_a_tiny_model_score_the_greedy_answer_like_the_training_loss(tiny_model_dir):
@@ -195,3 +197,26 @@ def test_refusal_aware_data_cli_writes_once_and_checks_categories(tmp_path, tiny
     assert again.returncode == 2 and "--overwrite" in again.stderr
     none = run_cli(*args, "--categories", "nope", "--overwrite")
     assert none.returncode == 2 and "no question of categories nope" in none.stderr
+
+
+def test_a_qa_run_without_samples_resumes(tmp_path, tiny_model_dir):
+    """Semantic entropy left out (--samples 0) is stored as null; a resumed run reads it back."""
+    from tests.conftest import write_jsonl
+    from tether.config import EvalConfig
+    from tether.evals.run import run_eval
+
+    data = write_jsonl(tmp_path / "qa.jsonl", [{"question": "Capital of France?", "answers": ["Paris"]}] * 1)
+    config = EvalConfig(
+        suite="qa",
+        data=str(data),
+        out=tmp_path / "run",
+        model=str(tiny_model_dir),
+        max_new_tokens=3,
+        samples=0,
+        progress=False,
+    )
+    first = run_eval(config)
+    config.resume = True
+    again = run_eval(config)
+    assert "semantic_entropy" not in again["overall"]["uncertainty"]
+    assert again["overall"]["accuracy"] == first["overall"]["accuracy"]

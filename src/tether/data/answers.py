@@ -2,7 +2,7 @@
 
 ``normalize_answer`` lower-cases, drops punctuation and the articles a/an/the, and collapses spaces (the
 SQuAD evaluation script's normalisation); an answer is right when a normalised reference appears in the
-normalised answer (the usual open-QA check, lenient towards full-sentence answers).
+normalised answer as whole words (the usual open-QA check, lenient towards full-sentence answers).
 """
 
 from __future__ import annotations
@@ -27,13 +27,19 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
+def _contains_words(text: str, words: str) -> bool:
+    """Whether ``words`` occurs in ``text`` as whole words (both normalised): "4" is not in "1945"."""
+    return bool(words) and f" {words} " in f" {text} "
+
+
 def abstains(answer: str) -> bool:
-    """Whether the answer declines to answer ("I am not sure", "I don't know", ...), after normalisation."""
+    """Whether the answer declines to answer ("I am not sure", "I don't know", ...), after normalisation; an
+    empty answer abstains too."""
     said = normalize_answer(answer)
-    return not said or any(phrase in said for phrase in ABSTAIN_PHRASES)
+    return not said or any(_contains_words(said, phrase) for phrase in ABSTAIN_PHRASES)
 
 
 def answer_matches(answer: str, references: Sequence[str]) -> bool:
-    """Whether a normalised reference appears in the normalised answer (the usual open-QA check)."""
+    """Whether a normalised reference appears in the normalised answer as whole words (the open-QA check)."""
     said = normalize_answer(answer)
-    return any(ref and ref in said for ref in map(normalize_answer, references))
+    return any(_contains_words(said, ref) for ref in map(normalize_answer, references))

@@ -143,8 +143,8 @@ def summarize_qa(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     answered = [bool(r["correct"]) for r in records if not r.get("abstained")]
     scores: dict[str, Any] = {}
     for name in UNCERTAINTIES:
-        values = [r[name] for r in records]
-        if any(math.isnan(v) for v in values):
+        values = [r.get(name) for r in records]
+        if any(v is None or math.isnan(v) for v in values):  # NaN is stored as null: a resumed run reads None
             continue
         scores[name] = {
             "auroc_wrong": auroc_for_errors(values, right),
