@@ -143,9 +143,10 @@ def summarize_qa(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     answered = [bool(r["correct"]) for r in records if not r.get("abstained")]
     scores: dict[str, Any] = {}
     for name in UNCERTAINTIES:
-        values = [r.get(name) for r in records]
-        if any(v is None or math.isnan(v) for v in values):  # NaN is stored as null: a resumed run reads None
+        stored = [r.get(name) for r in records]
+        if any(v is None or math.isnan(v) for v in stored):  # NaN is stored as null: a resumed run reads None
             continue
+        values = [float(v) for v in stored if v is not None]
         scores[name] = {
             "auroc_wrong": auroc_for_errors(values, right),
             "prr": prediction_rejection_ratio(values, right),
