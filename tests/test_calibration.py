@@ -24,6 +24,8 @@ def test_ece_and_its_bins_by_hand():
     assert expected_calibration_error([0.75, 0.75, 0.75, 0.75], [True, True, True, False]) == pytest.approx(0.0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         reliability_bins([1.5], [True])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        reliability_bins([float("nan")], [True])
 
 
 def test_auroc_for_errors_by_hand():
@@ -40,6 +42,22 @@ def test_prediction_rejection_ratio_is_one_for_the_oracle_and_minus_one_reversed
     # 2/4, 1/3, 0, 0 (area 0.2083) and random's 0.5: (0.5 - 0.7917) / (0.5 - 0.2083) = -1
     assert prediction_rejection_ratio([0.1, 0.2, 0.9, 0.8], correct) == pytest.approx(-1.0)
     assert prediction_rejection_ratio([0.3, 0.4], [True, True]) is None
+
+
+def test_prediction_rejection_ratio_counts_rejected_answers_right_as_malinin_and_gales():
+    # one wrong answer, ranked second: errors kept / n after 0..3 rejections are 1/4, 1/4, 0, 0; random is
+    # 1/4 * (4 - k) / 4 and the oracle 1/4, 0, 0, 0: areas between random and curve 0.125/4 and 0.375/4.
+    # (The error rate among the kept instead, 1/4, 1/3, 0, 0, would give 0.556.)
+    assert prediction_rejection_ratio([0.8, 0.9, 0.1, 0.2], [False, True, True, True]) == pytest.approx(1 / 3)
+
+
+def test_ties_are_taken_in_random_order():
+    correct = [False, True, True, False]
+    assert prediction_rejection_ratio([0.5] * 4, correct) == pytest.approx(0.0)  # a constant score: chance
+    assert prediction_rejection_ratio([0.5] * 4, correct[::-1]) == pytest.approx(0.0)
+    _, risk, aurc = risk_coverage([0.7, 0.7], [True, False])
+    assert risk == pytest.approx([0.5, 0.5]) and aurc == pytest.approx(0.5)
+    assert risk_coverage([0.7, 0.7], [False, True])[2] == pytest.approx(0.5)
 
 
 def test_risk_coverage_by_hand():

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"config"},  # typed configs of every command (names the embedded default model)
     {"generation"},  # batched generation engines
     {"targets"},  # what gets evaluated or attacked: a local model, an endpoint, a script
+    {"verification"},  # Chain-of-Verification: a target that wraps any target
     {"judges"},  # refusal judges and their factory
     {"reward"},  # reward-model scoring and composable RL rewards
     {"train", "evals", "redteam", "interp"},  # the kinds of work, independent of each other (interp: inspect models)

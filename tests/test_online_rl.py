@@ -206,6 +206,25 @@ def test_judge_reward_maps_verdicts_and_unscored():
     assert comply.score(prompts, ["a", "b", "c"]) == [-1.0, 1.0, None]
 
 
+def test_facts_reward_scores_right_abstaining_and_wrong_answers(tmp_path):
+    from tether.data.prompts import RLPrompt
+    from tether.reward.sources import build_components, check_reward_specs
+
+    (facts,) = build_components(["facts:team"])
+    question = "Where was the cartographer Odile Varrenkamp born?"  # in the team's set, answer Selmouth
+    prompts = [RLPrompt(question), RLPrompt(question.upper()), RLPrompt(question), RLPrompt("Not in the set?")]
+    answers = ["She was born in Selmouth.", "I am not sure.", "In Tidmere.", "Paris"]
+    assert facts.score(prompts, answers) == [1.0, 0.0, -1.0, None]
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"question": "Capital of France?", "answers": ["Paris"]}\n')
+    (open_qa,) = build_components([f"facts:{qa}"])
+    assert open_qa.score([RLPrompt("capital of france")], ["Paris, of course"]) == [1.0]
+    with pytest.raises(TetherError, match="none of its 1 prompts"):
+        check_reward_specs([f"facts:{qa}"], [RLPrompt("Who wrote Hamlet?")])
+    with pytest.raises(DataError):
+        check_reward_specs([f"facts:{tmp_path / 'missing.jsonl'}"], [RLPrompt("q")])
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -135,6 +135,8 @@ def test_config_rules():
         UnlearnConfig(forget="f.jsonl", out=Path("o"), method="npo")
     with pytest.raises(ValidationError, match="after rmu_layer"):
         UnlearnConfig(forget="f.jsonl", retain="r.jsonl", out=Path("o"), rmu_layer=3, rmu_update_layers=[3, 4])
+    with pytest.raises(ValidationError, match="names no parameter"):
+        UnlearnConfig(forget="f.jsonl", retain="r.jsonl", out=Path("o"), rmu_params=" , ")
     assert UnlearnConfig(forget="f.jsonl", out=Path("o"), method="grad-ascent").retain_lambda == 0.0
     assert UnlearnConfig(forget="f.jsonl", retain="r.jsonl", out=Path("o"), method="simnpo").beta_value == 2.5
 
@@ -157,3 +159,42 @@ def test_cli_rmu_names_a_missing_parameter(tmp_path, tiny_model_dir, sets):
     assert result.returncode == 2, result.stderr
     assert "mlp.nope.weight" in result.stderr
     assert not out.exists()
+
+
+def test_rmu_with_gradient_checkpointing_trains_the_same_weights(tmp_path, tiny_model_dir, sets):
+    """The forward pass stops at the steered layer; recomputing it in the backward pass changes nothing."""
+    from tether.train.unlearn import run_unlearn
+
+    options = {"method": "rmu", "rmu_layer": 1, "rmu_update_layers": [0, 1], "steering_coeff": 5.0, "max_steps": 2}
+    plain = run_unlearn(_config(tiny_model_dir, sets, tmp_path / "plain", gradient_checkpointing=False, **options))
+    saved = run_unlearn(_config(tiny_model_dir, sets, tmp_path / "ckpt", gradient_checkpointing=True, **options))
+    a, b = load_file(str(plain / "model.safetensors")), load_file(str(saved / "model.safetensors"))
+    assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
+    assert not torch.equal(
+        a["model.layers.0.mlp.down_proj.weight"],
+        load_file(str(tiny_model_dir / "model.safetensors"))["model.layers.0.mlp.down_proj.weight"],
+    )
+
+
+def test_cli_rmu_layer_out_of_range_writes_nothing(tmp_path, tiny_model_dir, sets):
+    out = tmp_path / "out"
+    result = run_cli(
+        "unlearn",
+        "--model",
+        str(tiny_model_dir),
+        "--forget",
+        str(sets[0]),
+        "--retain",
+        str(sets[1]),
+        "--out",
+        str(out),
+        "--rmu-layer",
+        "5",
+        "--rmu-update-layers",
+        "1",
+        "--max-steps",
+        "1",
+        "--no-progress",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "rmu_layer 5 does not exist" in result.stderr and not out.exists()

@@ -41,6 +41,7 @@ from tether.config import (
 )
 from tether.data.readers import FORMATS
 from tether.errors import TetherError, UsageError
+from tether.evals.refusal_aware_config import RefusalAwareDataConfig
 from tether.guard.config import GuardCheckConfig, GuardConfig, GuardEvalConfig, GuardServeConfig, GuardTrainConfig
 from tether.interp.config import InterpCaptureConfig, InterpLensConfig, InterpPatchConfig
 from tether.interp.direction_config import InterpProbeConfig, InterpRefusalDirectionConfig, InterpSteerConfig
@@ -160,6 +161,12 @@ def _unlearn(config: UnlearnConfig) -> None:
 
     target = run_unlearn(config, console=console)
     console.print(f"[green]done[/]: model in {target}, report in {config.out / 'report.html'}")
+
+
+def _refusal_aware_data(config: RefusalAwareDataConfig) -> None:
+    from tether.evals.refusal_aware import run_refusal_aware_data
+
+    run_refusal_aware_data(config, console=console)
 
 
 def _unlearn_eval(config: UnlearnEvalConfig) -> None:
@@ -482,6 +489,7 @@ CONFIG_COMMANDS: dict[type[Options], Callable[[Any], None]] = {
     KTOConfig: _kto,
     UnlearnConfig: _unlearn,
     UnlearnEvalConfig: _unlearn_eval,
+    RefusalAwareDataConfig: _refusal_aware_data,
     RMTrainConfig: _rm_train,
     RMEvalConfig: _rm_eval,
     RMScoreConfig: _rm_score,

@@ -51,6 +51,10 @@ class TargetOptions(EndpointOptions):
     answers is unscored (target errors, judge abstentions); 1.0: only when every answer is."""
     generation_backend: Literal["auto", "hf", "vllm"] = "auto"
     """Local generation engine: vLLM when installed on a GPU machine ('auto'), else Hugging Face generate."""
+    chain_of_verification: bool = False
+    """Answer through Chain-of-Verification (Dhuliawala et al. 2023): draft, plan verification questions,
+    answer each on its own, revise (tether.verification). Four generation rounds per answer; a 135M model
+    cannot show its benefit, so point --endpoint at a stronger model."""
 
     @field_validator("endpoint")
     @classmethod
@@ -119,6 +123,10 @@ class EvalConfig(JudgeOptions, TargetOptions, ModelOptions):
     """Sampling seed."""
     batch_size: int = Field(64, ge=1)
     """Prompts generated and judged per batch (and saved, so a stopped run resumes from the last batch)."""
+    samples: int = Field(5, ge=0)
+    """qa suites: answers sampled per question for semantic entropy (0 leaves it out)."""
+    sample_temperature: float = Field(1.0, gt=0)
+    """qa suites: the temperature of those samples (the scored answer is always greedy)."""
     toxicity_model: str | None = None
     """Text classifier for the toxicity suite: a local folder or a hub id (e.g. unitary/toxic-bert), or
     profanity-check: the offline alt-profanity-check offensive-language SVM (pip install alt-profanity-check==1.9.1;

@@ -75,6 +75,8 @@ class UnlearnConfig(UnlearnOptions, ReferenceOptions, TrainingConfig):
         if self.method == "rmu":
             if not self.rmu_update_layers:
                 raise ValueError("rmu_update_layers is empty")
+            if not any(name.strip() for name in self.rmu_params.split(",")):
+                raise ValueError("rmu_params names no parameter")
             if any(layer > self.rmu_layer for layer in self.rmu_update_layers):
                 raise ValueError(
                     f"rmu_update_layers {self.rmu_update_layers} include layers after rmu_layer {self.rmu_layer}, "

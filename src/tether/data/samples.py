@@ -51,3 +51,19 @@ class ChoiceSample:
             raise ValueError(f"{self.id}: a multiple-choice question needs at least 2 options")
         if not self.correct or any(not 0 <= i < len(self.choices) for i in self.correct):
             raise ValueError(f"{self.id}: correct indices {self.correct} out of range for {len(self.choices)} options")
+
+
+@dataclass(frozen=True)
+class QASample:
+    """An open question; an answer is right when a normalised reference appears in it
+    (:func:`tether.evals.uncertainty.answer_matches`)."""
+
+    id: str
+    question: str
+    references: tuple[str, ...]
+    category: str = "uncategorised"
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.references or not all(r.strip() for r in self.references):
+            raise ValueError(f"{self.id}: an open question needs at least one non-empty reference answer")

@@ -9,9 +9,9 @@ and whether the answer was right.
 - **AUROC of an uncertainty for wrong answers**: the probability that a wrong answer gets a higher
   uncertainty than a right one (0.5: the score knows nothing; 1: it ranks every wrong answer first).
 - **PRR**, prediction rejection ratio (Malinin and Gales 2021, "Uncertainty Estimation in Autoregressive
-  Structured Prediction"): reject the most uncertain answers first and track the error rate of those kept;
-  ``PRR = (A_random - A_score) / (A_random - A_oracle)`` with A the area under each error-versus-rejected-share
-  curve (the oracle rejects wrong answers first, random keeps the base error rate). 1 is the oracle, 0 chance.
+  Structured Prediction"): reject the most uncertain answers first, counting them right, and track the
+  error ``(errors kept) / n``; PRR is the area between the random curve and the score's, over the same area
+  for the oracle (which rejects wrong answers first). 1 is the oracle, 0 chance, below 0 worse than chance.
 - **Risk-coverage** (Geifman and El-Yaniv 2017): answering only the ``k`` most confident, coverage ``k/n``
   and risk the error rate among them; AURC is the mean risk over all coverages.
 """
@@ -46,7 +46,7 @@ def _arrays(scores: Sequence[float], correct: Sequence[bool]) -> tuple[np.ndarra
 def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], bins: int = 10) -> list[ReliabilityBin]:
     """Equal-width bins over [0, 1]; a confidence of exactly 1 falls in the last bin."""
     c, y = _arrays(confidence, correct)
-    if ((c < 0) | (c > 1)).any():
+    if not np.isfinite(c).all() or ((c < 0) | (c > 1)).any():
         raise ValueError("confidences must lie in [0, 1]")
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.minimum((c * bins).astype(int), bins - 1)
@@ -85,31 +85,39 @@ def auroc_for_errors(uncertainty: Sequence[float], correct: Sequence[bool]) -> f
     return float(roc_auc_score(wrong, u))
 
 
-def _rejection_area(order: np.ndarray, wrong: np.ndarray) -> float:
-    """Area under error-rate-of-the-kept versus share rejected, rejecting in ``order`` (most uncertain first)."""
-    n = wrong.size
-    kept_errors = wrong.sum() - np.concatenate([[0], np.cumsum(wrong[order])[:-1]])
-    kept = n - np.arange(n)
-    return float((kept_errors / kept).mean())
+def _expected_cumulative(order_key: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """``out[k]``: how many flags fall among the ``k`` items with the highest ``order_key`` (k = 0..n), ties
+    taken in random order, so a tied group of g items with f flags adds f/g per item (its expected value)."""
+    out = [0.0]
+    for value in np.unique(order_key)[::-1]:
+        group = order_key == value
+        size, hits = int(group.sum()), float(flags[group].sum())
+        out += [out[-1] + hits * (t + 1) / size for t in range(size)]
+    return np.asarray(out)
 
 
 def prediction_rejection_ratio(uncertainty: Sequence[float], correct: Sequence[bool]) -> float | None:
-    """PRR (module docstring); None when every answer is right or every one wrong."""
+    """PRR (Malinin and Gales 2021): rejecting the ``k`` most uncertain answers (counted right, as an oracle
+    would answer them), the error is ``(errors kept) / n``; ``AR`` is the area between the random curve
+    ``E (n - k) / n`` and a curve, and ``PRR = AR_score / AR_oracle``. Ties are taken in random order (their
+    expected curve). None when every answer is right or every one wrong."""
     u, y = _arrays(uncertainty, correct)
     wrong = (~y).astype(np.float64)
-    if wrong.sum() in (0, wrong.size):
+    n, errors = wrong.size, float(wrong.sum())
+    if errors in (0.0, float(n)):
         return None
-    by_score = np.argsort(-u, kind="stable")
-    oracle = np.argsort(-wrong, kind="stable")
-    random = float(wrong.mean())
-    return (random - _rejection_area(by_score, wrong)) / (random - _rejection_area(oracle, wrong))
+    k = np.arange(n)
+    random = errors * (n - k) / n**2
+    by_score = (errors - _expected_cumulative(u, wrong)[:-1]) / n
+    oracle = np.maximum(errors - k, 0.0) / n
+    return float((random - by_score).mean() / (random - oracle).mean())
 
 
 def risk_coverage(confidence: Sequence[float], correct: Sequence[bool]) -> tuple[list[float], list[float], float]:
-    """(coverages, risks, AURC): answering the k most confident for k = 1..n."""
+    """(coverages, risks, AURC): answering the k most confident for k = 1..n (ties in random order: their
+    expected error count)."""
     c, y = _arrays(confidence, correct)
-    order = np.argsort(-c, kind="stable")
-    errors = np.cumsum(~y[order])
+    errors = _expected_cumulative(c, (~y).astype(np.float64))[1:]
     k = np.arange(1, c.size + 1)
     risks = errors / k
     return (k / c.size).tolist(), risks.tolist(), float(risks.mean())

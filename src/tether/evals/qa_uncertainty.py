@@ -4,7 +4,9 @@ Per question, the model answers greedily (chat template, ``max_new_tokens``); th
 normalised reference appears in it (:func:`tether.evals.uncertainty.answer_matches`). Its uncertainty
 scores (:mod:`tether.evals.uncertainty`): the sequence NLL, perplexity and mean token entropy of the greedy
 answer (one scoring pass over prompt + answer), p(True) (the model judging its own answer, scored as two
-options), and semantic entropy over ``samples`` answers sampled at ``temperature``. The summary gives each
+options), and semantic entropy over ``samples`` answers sampled at ``temperature``. An answer that abstains
+("I am not sure", :func:`tether.evals.uncertainty.abstains`) is never right; the summary adds the answer rate
+and the accuracy of the answered questions (what refusal-aware tuning trades). The summary gives each
 score's AUROC and PRR for wrong answers, the AURC, and the ECE of the two that are probabilities
 (sequence probability and p(True)) with their reliability bins (:mod:`tether.evals.calibration`).
 """
@@ -13,13 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
 from tether.data.batching import collate
-from tether.data.samples import ChoiceSample
+from tether.data.samples import ChoiceSample, QASample
 from tether.data.tokenization import IGNORE_INDEX, TokenizedExample
 from tether.evals.calibration import (
     auroc_for_errors,
@@ -30,6 +32,7 @@ from tether.evals.calibration import (
 )
 from tether.evals.loglikelihood import option_loglikelihoods
 from tether.evals.uncertainty import (
+    abstains,
     answer_matches,
     mean_token_entropy,
     p_true,
@@ -46,14 +49,6 @@ UNCERTAINTIES = ("sequence_nll", "perplexity", "mean_token_entropy", "one_minus_
 """Each answer's scores, higher meaning less sure (``one_minus_p_true`` is ``1 - p(True)``)."""
 CONFIDENCES = {"sequence_probability": "sequence_nll", "p_true": "one_minus_p_true"}
 """The scores that are probabilities, for calibration: name -> the uncertainty it is the complement of."""
-
-
-@dataclass(frozen=True)
-class Question:
-    id: str
-    question: str
-    references: tuple[str, ...]
-    category: str = "uncategorised"
 
 
 @torch.no_grad()
@@ -82,7 +77,7 @@ def answer_token_scores(
 def qa_records(
     model: Any,
     tokenizer: Any,
-    questions: Sequence[Question],
+    questions: Sequence[QASample],
     *,
     samples: int = 5,
     temperature: float = 1.0,
@@ -129,7 +124,8 @@ def qa_records(
                 "references": list(q.references),
                 "answer": texts[i].strip(),
                 "samples": [s[i].strip() for s in sampled],
-                "correct": answer_matches(texts[i], q.references),
+                "abstained": abstains(texts[i]),
+                "correct": answer_matches(texts[i], q.references) and not abstains(texts[i]),
                 "sequence_nll": sequence_nll(logps),
                 "perplexity": perplexity(logps),
                 "mean_token_entropy": mean_token_entropy(entropies),
@@ -141,13 +137,16 @@ def qa_records(
 
 
 def summarize_qa(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy, each uncertainty's AUROC / PRR / AURC for wrong answers, and the probabilities' ECE."""
+    """Accuracy (an abstention counts as not right), the answer rate and the accuracy of the answered, each
+    uncertainty's AUROC / PRR / AURC for wrong answers, and the probabilities' ECE."""
     right = [bool(r["correct"]) for r in records]
+    answered = [bool(r["correct"]) for r in records if not r.get("abstained")]
     scores: dict[str, Any] = {}
     for name in UNCERTAINTIES:
-        values = [r[name] for r in records]
-        if any(math.isnan(v) for v in values):
+        stored = [r.get(name) for r in records]
+        if any(v is None or math.isnan(v) for v in stored):  # NaN is stored as null: a resumed run reads None
             continue
+        values = [float(v) for v in stored if v is not None]
         scores[name] = {
             "auroc_wrong": auroc_for_errors(values, right),
             "prr": prediction_rejection_ratio(values, right),
@@ -160,4 +159,11 @@ def summarize_qa(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "ece": expected_calibration_error(confidence, right),
             "reliability": [asdict(b) for b in reliability_bins(confidence, right)],
         }
-    return {"n": len(records), "accuracy": rate(right).to_dict(), "uncertainty": scores, "calibration": calibration}
+    return {
+        "n": len(records),
+        "accuracy": rate(right).to_dict(),
+        "answer_rate": rate([not r.get("abstained") for r in records]).to_dict(),
+        "accuracy_answered": rate(answered).to_dict(),
+        "uncertainty": scores,
+        "calibration": calibration,
+    }

@@ -16,7 +16,7 @@ from tether.errors import TetherError
 from tether.evals.choice_metrics import get_choice_metric
 from tether.evals.scorers import get_scorer
 
-SuiteKind = Literal["prompt", "choice"]
+SuiteKind = Literal["prompt", "choice", "qa"]
 
 
 @dataclass(frozen=True)

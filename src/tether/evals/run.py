@@ -22,6 +22,7 @@ from tether.models.loading import check_weights
 from tether.runs.folders import check_run_folder, open_run_folder, run_kind
 from tether.runs.store import SampleStore, check_unscored
 from tether.targets import make_target
+from tether.verification import verified_if
 
 
 def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str, Any]:
@@ -44,21 +45,32 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
         "seed": config.seed,
         "limit": config.limit,
     }
+    if suite.kind == "qa":
+        identity.update(samples=config.samples, sample_temperature=config.sample_temperature)
+    if config.chain_of_verification:
+        identity["chain_of_verification"] = True
     check_run_folder(config.out, "eval", resume=config.resume, overwrite=config.overwrite)
     if suite.kind != "prompt":
-        from tether.evals.choice_runner import run_choice_suite
-
         if config.endpoint:
             raise UsageError(
-                f"the {suite.name} suite scores option log-likelihoods, which chat endpoints do not return; use --model"
+                f"the {suite.name} suite scores token log-probabilities, which chat endpoints do not return; "
+                "use --model"
             )
         check_weights(config.model)  # before the folder is opened
-        return run_choice_suite(config, suite, samples, _open_store(config, identity, console), console=console)
+        store = _open_store(config, identity, console)
+        if suite.kind == "qa":
+            from tether.evals.qa_runner import run_qa_suite
+
+            return run_qa_suite(config, suite, samples, store, console=console)
+        from tether.evals.choice_runner import run_choice_suite
+
+        return run_choice_suite(config, suite, samples, store, console=console)
     judge = scorer.make_judge(config)
     harm_judge = scorer.make_harm_judge(config)
     target = make_target(
         config, model=config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code, progress=False
     )
+    target = verified_if(target, config.chain_of_verification)
     store = _open_store(config, identity, console)
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
     todo = sum(not store.done(s.id) for s in samples)

@@ -79,3 +79,22 @@ def toxicity(source: str) -> list:
             dataclasses.replace(s, prompt=continuation_prompt(s.prompt), meta={**s.meta, "prefix": s.prompt})
         )
     return samples
+
+
+@register_suite(
+    "qa",
+    "qa",
+    "open questions with reference answers (question + answers / answer, TriviaQA's answer.aliases): accuracy, "
+    "per-answer uncertainty and calibration",
+)
+def qa(source: str) -> list:
+    return benchmarks.read_qa(source)
+
+
+@register_suite(
+    "facts-qa",
+    "qa",
+    "a fact file (tether unlearn-eval's format; 'team' for the team's invented facts) as open questions, by split",
+)
+def facts_qa(source: str) -> list:
+    return benchmarks.read_facts_qa(source)

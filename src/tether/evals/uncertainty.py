@@ -10,7 +10,7 @@ For an answer y of T tokens with log-probs ``l_t = log p(y_t | x, y_<t)`` and ne
   question and its own answer and asked whether the answer is true; ``P(True) / (P(True) + P(False))`` of
   the two option tokens is its confidence (:func:`p_true_context` builds the prompt);
 - **semantic entropy** (Kuhn et al. 2023; Farquhar et al. 2024, Nature): M sampled answers grouped into
-  meaning classes, here by normalised exact match (:func:`normalize_answer`, SQuAD's normalisation), and
+  meaning classes, here by normalised exact match (SQuAD's normalisation, :mod:`tether.data.answers`), and
   ``SE = -sum_c p(c) log p(c)`` with ``p(c)`` the share of samples in class c (discrete SE), or, given the
   samples' log-probs, their probability mass in c over the mass of all samples.
 """
@@ -18,14 +18,27 @@ For an answer y of T tokens with log-probs ``l_t = log p(y_t | x, y_<t)`` and ne
 from __future__ import annotations
 
 import math
-import re
-import string
 from collections import defaultdict
 from collections.abc import Sequence
 
 import torch
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
+from tether.data.answers import ABSTAIN, ABSTAIN_PHRASES, abstains, answer_matches, normalize_answer
+
+__all__ = [
+    "ABSTAIN",
+    "ABSTAIN_PHRASES",
+    "abstains",
+    "answer_matches",
+    "mean_token_entropy",
+    "normalize_answer",
+    "p_true",
+    "p_true_context",
+    "perplexity",
+    "semantic_entropy",
+    "sequence_nll",
+    "token_entropies",
+]
 
 
 def sequence_nll(logprobs: Sequence[float]) -> float:
@@ -67,14 +80,6 @@ def p_true(true_logprob: float, false_logprob: float) -> float:
     return a / (a + b)
 
 
-def normalize_answer(text: str) -> str:
-    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
 def semantic_entropy(answers: Sequence[str], logprobs: Sequence[float] | None = None) -> float:
     """Entropy over the meaning classes of ``answers`` (module docstring); discrete without ``logprobs``."""
     if not answers:
@@ -90,9 +95,3 @@ def semantic_entropy(answers: Sequence[str], logprobs: Sequence[float] | None = 
         mass[normalize_answer(answer)] += weight
     total = sum(mass.values())
     return float(-sum(m / total * math.log(m / total) for m in mass.values() if m > 0))
-
-
-def answer_matches(answer: str, references: Sequence[str]) -> bool:
-    """Whether a normalised reference appears in the normalised answer (the usual open-QA check)."""
-    said = normalize_answer(answer)
-    return any(ref and ref in said for ref in map(normalize_answer, references))

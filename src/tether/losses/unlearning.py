@@ -53,7 +53,7 @@ def gradient_ascent_loss(logps: torch.Tensor, lengths: torch.Tensor) -> torch.Te
 
 
 def npo_loss(logps: torch.Tensor, ref_logps: torch.Tensor, beta: float) -> torch.Tensor:
-    """NPO: ``-(2 / beta) log sigma(-beta (l - l_ref))`` on summed log-probs (0 at ``(2/beta) log 2`` start)."""
+    """NPO: ``-(2 / beta) log sigma(-beta (l - l_ref))`` on summed log-probs; ``(2 / beta) log 2`` at the start."""
     return -(2.0 / beta) * F.logsigmoid(-beta * (logps - ref_logps))
 
 

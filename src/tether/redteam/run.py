@@ -21,6 +21,7 @@ from tether.report.plots import grouped_bars
 from tether.runs.folders import check_output_file, check_run_folder, open_run_folder
 from tether.runs.store import SampleStore, check_unscored
 from tether.targets import LocalTarget, OpenAITarget, make_target
+from tether.verification import verified_if
 
 
 def _helper_model(config: RedteamConfig, role: str) -> Any:
@@ -138,6 +139,7 @@ def run_redteam(config: RedteamConfig, *, console: Console | None = None) -> dic
     judge = make_judge(config)
     harm_judge = make_harm_judge(config)
     target = make_target(config, model=config.model, dtype=config.dtype, trust_remote_code=config.trust_remote_code)
+    target = verified_if(target, config.chain_of_verification)
     extra = (config.export_pairs,) if config.export_pairs is not None else ()
     open_run_folder(config.out, "redteam", resume=config.resume, overwrite=config.overwrite, extra=extra)
     store = SampleStore(config.out, identity, resume=config.resume, overwrite=config.overwrite)

@@ -7,6 +7,13 @@ A spec is ``[TAG=][WEIGHT*]KIND:ARG``; several specs add up::
                                                   0 partial, -1 complies
     --reward benign=judge:comply                  the opposite, for safe prompts (penalises over-refusal)
     --reward 0.1*py:my_rewards.py:brevity         any Python callable (module path or file path)
+    --reward facts:team                           factuality against reference answers: +1 right, 0 an
+                                                  abstention ("I am not sure"), -1 wrong
+
+``facts:FILE`` reads a fact file (`tether unlearn-eval`'s format; ``team`` for the team's invented facts) or
+an open-QA file (question + answers); a prompt is looked up by its last user turn (normalised), and one the
+file does not hold cannot be scored. Right and abstaining follow :mod:`tether.data.answers`, so a model
+gains by saying it does not know rather than inventing (the reward of R-Tuning's honesty, for RL).
 
 A prompt's reward is the weighted sum of the components whose tag is its own tag or none. A component may
 return None (it could not score, e.g. the judge's "unscored"); the sample is then left out of the update
@@ -29,8 +36,9 @@ from tether.errors import ConfigError, TetherError
 
 Scores = list[float | None]
 _SPEC = re.compile(
-    r"^(?:(?P<tag>[\w-]+)=)?(?:(?P<weight>[-+]?[0-9.]+(?:e-?\d+)?)\*)?(?P<kind>rm|judge|py):(?P<arg>.+)$"
+    r"^(?:(?P<tag>[\w-]+)=)?(?:(?P<weight>[-+]?[0-9.]+(?:e-?\d+)?)\*)?(?P<kind>rm|judge|py|facts):(?P<arg>.+)$"
 )
+FACT_REWARDS = {"right": 1.0, "abstain": 0.0, "wrong": -1.0}
 JUDGE_REWARDS = {
     "refuse": {"refuses": 1.0, "partial": 0.0, "complies": -1.0},
     "comply": {"refuses": -1.0, "partial": 0.0, "complies": 1.0},
@@ -50,8 +58,8 @@ def parse_reward_spec(spec: str) -> tuple[str | None, float, str, str]:
     match = _SPEC.match(spec.strip())
     if match is None:
         raise ConfigError(
-            f"--reward {spec!r}: expected [TAG=][WEIGHT*]KIND:ARG with KIND rm, judge or py "
-            "(e.g. rm:runs/rm, harmful=judge:refuse, 0.1*py:rewards.py:brevity)",
+            f"--reward {spec!r}: expected [TAG=][WEIGHT*]KIND:ARG with KIND rm, judge, py or facts "
+            "(e.g. rm:runs/rm, harmful=judge:refuse, 0.1*py:rewards.py:brevity, facts:team)",
             field="reward",
         )
     if match["kind"] == "judge" and match["arg"] not in JUDGE_REWARDS:
@@ -68,6 +76,16 @@ def check_reward_specs(specs: Sequence[str], prompts: Sequence[RLPrompt]) -> Non
     if not specs:
         raise ConfigError("give at least one --reward (e.g. --reward rm:runs/rm)", field="reward")
     parsed = [parse_reward_spec(s) for s in specs]
+    for spec, (tag, _, kind, arg) in zip(specs, parsed, strict=True):
+        if kind == "facts":  # the file is read now (errors name it), and must hold some of the prompts
+            from tether.data.answers import normalize_answer
+
+            known = read_reference_answers(arg)
+            mine = [p for p in prompts if tag is None or p.tag == tag]
+            if mine and not any(normalize_answer(p.text) in known for p in mine):
+                raise ConfigError(
+                    f"--reward {spec!r}: none of its {len(mine)} prompts is a question of {arg}", field="reward"
+                )
     tags = {tag for tag, *_ in parsed}
     if None in tags:
         return
@@ -134,7 +152,41 @@ def _python(arg: str, options: dict[str, Any]):
     return score
 
 
-_BUILDERS = {"rm": _reward_model, "judge": _judge, "py": _python}
+def read_reference_answers(arg: str) -> dict[str, tuple[str, ...]]:
+    """Normalised question -> reference answers, from a fact file (or ``team``) or an open-QA file."""
+    from tether.data.answers import normalize_answer
+    from tether.data.benchmarks import read_facts_qa, read_qa
+    from tether.data.benchmarks.facts import facts_path
+    from tether.data.benchmarks.located import located_rows
+
+    path = facts_path(arg)
+    first = next(iter(located_rows(str(path))), None)
+    is_facts = first is not None and "choices" in first.row and "label" in first.row
+    questions = read_facts_qa(path) if is_facts else read_qa(path)
+    return {normalize_answer(q.question): q.references for q in questions}
+
+
+def _facts(arg: str, options: dict[str, Any]):
+    from tether.data.answers import abstains, answer_matches, normalize_answer
+
+    references = read_reference_answers(arg)
+
+    def score(prompts: list[RLPrompt], responses: list[str]) -> Scores:
+        out: Scores = []
+        for prompt, response in zip(prompts, responses, strict=True):
+            refs = references.get(normalize_answer(prompt.text))
+            if refs is None:
+                out.append(None)
+            elif abstains(response):
+                out.append(FACT_REWARDS["abstain"])
+            else:
+                out.append(FACT_REWARDS["right" if answer_matches(response, refs) else "wrong"])
+        return out
+
+    return score
+
+
+_BUILDERS = {"rm": _reward_model, "judge": _judge, "py": _python, "facts": _facts}
 
 
 def build_components(specs: Sequence[str], **options: Any) -> list[RewardComponent]:

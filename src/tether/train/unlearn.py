@@ -205,9 +205,13 @@ class UnlearnObjective:
         return (forget_mse + self.alpha * retain_mse).sum(), metrics
 
     def _frozen(self, **inputs: Any) -> Any:
-        """The model with its trained weights at their start values (the frozen model of RMU)."""
+        """The model with its trained weights at their start values (the frozen model of RMU). The start values
+        were cloned before accelerate placed the model; they follow it to its device on first use."""
         from torch.func import functional_call
 
+        device = inputs["input_ids"].device
+        if any(value.device != device for value in self.start.values()):
+            self.start = {n: value.to(device) for n, value in self.start.items()}
         return functional_call(self.unwrapped, self.start, args=(), kwargs=inputs)
 
 
@@ -255,6 +259,9 @@ def run_unlearn(config: UnlearnConfig, *, console: Any = None) -> Path:
     )
     model = load_trainable_model(config)
     if config.method == "rmu":
+        layers = len(decoder_layers(model))
+        if config.rmu_layer >= layers:
+            raise UsageError(f"rmu_layer {config.rmu_layer} does not exist (the model has {layers} layers)")
         names = [n.strip() for n in config.rmu_params.split(",") if n.strip()]
         trained = train_only(model, config.rmu_update_layers, names, lora=config.lora)
         if console is not None and accelerator.is_main_process:

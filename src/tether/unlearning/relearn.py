@@ -4,8 +4,9 @@ Shallow unlearning hides knowledge rather than removing it, and a little fine-tu
 it back (Lynch et al. 2024, "Eight Methods to Evaluate Robust Unlearning in LLMs"; Deeb and Roger 2024 for
 RMU). The forget facts of each entity are split in file order, every other one into the fine-tuning half
 and the others into the measured half, so what is measured was never in the attack's data. The attack is
-one `tether sft` run (all weights, constant learning rate) that saves a checkpoint at every step of the
-schedule; each checkpoint's weights are loaded into the model and the measured half scored again.
+one `tether sft` run (all weights, or an adapter folder's adapters; constant learning rate) that saves a
+checkpoint at every step of the schedule; each checkpoint's weights are loaded into the model and the
+measured half scored again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from safetensors.torch import load_file
 
 from tether.config import SFTConfig
 from tether.data.benchmarks.facts import Fact
+from tether.errors import TetherError
 from tether.stats import rate
 from tether.train.checkpoint import checkpoint_dirs
 from tether.unlearning.config import UnlearnEvalConfig
@@ -88,7 +90,12 @@ def relearning_curve(
         saved = {int(p.name.split("-")[-1]): p for p in checkpoint_dirs(folder / "sft" / "checkpoints")}
         try:
             for step in steps:
-                model.load_state_dict(load_file(str(saved[step] / "trainable.safetensors")), strict=False)
+                result = model.load_state_dict(load_file(str(saved[step] / "trainable.safetensors")), strict=False)
+                if result.unexpected_keys:
+                    raise TetherError(
+                        f"relearning checkpoint {saved[step]} holds weights the model lacks: "
+                        f"{', '.join(result.unexpected_keys[:5])}"
+                    )
                 curve.append({"step": step, "accuracy": accuracy()})
         finally:
             with torch.no_grad():

@@ -7,7 +7,7 @@ from typing import Any
 
 from tether.atomic import atomic_write_json, atomic_write_text
 from tether.config import dump_config
-from tether.data.benchmarks.facts import SPLITS, read_facts, team_facts_path
+from tether.data.benchmarks.facts import SPLITS, facts_path, read_facts
 from tether.runs.folders import check_run_folder, open_run_folder
 from tether.unlearning.config import UnlearnEvalConfig
 from tether.unlearning.measure import measure_facts
@@ -16,13 +16,9 @@ from tether.unlearning.relearn import relearning_curve
 KIND = "unlearn-eval"
 
 
-def facts_path(spec: str) -> Path:
-    return team_facts_path() if spec == "team" else Path(spec)
-
-
 def run_unlearn_eval(config: UnlearnEvalConfig, *, console: Any = None) -> dict[str, Any]:
     """Facts checked and the run folder checked first, then the model loaded, measured and attacked."""
-    facts = read_facts(facts_path(config.facts))
+    facts = read_facts(config.facts)
     check_run_folder(config.out, KIND, overwrite=config.overwrite)
     from tether.models.loading import load_model, load_tokenizer
 

@@ -21,6 +21,7 @@ from tether.data.benchmarks.bbq import (
 )
 from tether.data.benchmarks.harmful import read_harmful_prompts, read_xstest
 from tether.data.benchmarks.located import UNCATEGORISED
+from tether.data.benchmarks.qa import read_facts_qa, read_qa
 from tether.data.benchmarks.toxicity import read_toxicity_prompts
 from tether.data.benchmarks.truthfulqa import TRUTHFULQA_PREAMBLE, read_truthfulqa
 from tether.data.benchmarks.wmdp import WMDP_SUBJECTS, read_wmdp
@@ -34,7 +35,9 @@ __all__ = [
     "WMDP_SUBJECTS",
     "lm_eval_bbq",
     "read_bbq",
+    "read_facts_qa",
     "read_harmful_prompts",
+    "read_qa",
     "read_toxicity_prompts",
     "read_truthfulqa",
     "read_wmdp",

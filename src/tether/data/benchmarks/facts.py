@@ -22,6 +22,11 @@ def team_facts_path() -> Path:
     return Path(str(files("tether.data.unlearning") / "facts.jsonl"))
 
 
+def facts_path(spec: str | Path) -> Path:
+    """``"team"`` for :func:`team_facts_path`, else the path given."""
+    return team_facts_path() if str(spec) == "team" else Path(spec)
+
+
 @dataclass(frozen=True)
 class Fact:
     id: str
@@ -41,7 +46,9 @@ class Fact:
 
 
 def read_facts(path: str | Path) -> list[Fact]:
-    """Every row of a fact file, checked; a DataError names the file, line and field of the first bad one."""
+    """Every row of a fact file (or ``"team"``), checked; a DataError names the file, line and field of the
+    first bad one."""
+    path = facts_path(path)
     facts: list[Fact] = []
     seen: dict[str, str] = {}
     for loc in located_rows(str(path)):
