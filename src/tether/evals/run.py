@@ -52,10 +52,8 @@ def run_eval(config: EvalConfig, *, console: Console | None = None) -> dict[str,
     check_run_folder(config.out, "eval", resume=config.resume, overwrite=config.overwrite)
     if suite.kind != "prompt":
         if config.endpoint:
-            raise UsageError(
-                f"the {suite.name} suite scores token log-probabilities, which chat endpoints do not return; "
-                "use --model"
-            )
+            needs = "option log-likelihoods" if suite.kind == "choice" else "answer token log-likelihoods"
+            raise UsageError(f"the {suite.name} suite scores {needs}, which chat endpoints do not return; use --model")
         check_weights(config.model)  # before the folder is opened
         store = _open_store(config, identity, console)
         if suite.kind == "qa":
