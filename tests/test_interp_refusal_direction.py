@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tether.interp.activations import forward, instruction_ids, pad_id_of, post_instruction_ids
-from tether.interp.refusal_direction import (
+from tether.interp.direction import (
     ablation_edits,
     addition_edits,
     kl_divergence,
@@ -152,8 +152,9 @@ def instruction_files(tmp_path_factory):
 def test_run_writes_every_stage_and_resumes(tokenizer_dir, tmp_path, instruction_files):
     from rich.console import Console
 
+    from tether.interp.direction import load_direction
     from tether.interp.direction_config import InterpRefusalDirectionConfig
-    from tether.interp.refusal_direction import load_direction, run_refusal_direction
+    from tether.interp.refusal_direction import run_refusal_direction
     from tether.models.tiny import build_tiny_model
 
     model_dir = build_tiny_model(tokenizer_dir, tmp_path / "m", tie_word_embeddings=False)

@@ -89,8 +89,8 @@ def test_sae_feature_is_its_decoder_row(tmp_path):
 def test_sweep_runs_and_resumes(tokenizer_dir, tmp_path):
     from rich.console import Console
 
+    from tether.interp.direction import save_direction
     from tether.interp.direction_config import InterpSteerConfig
-    from tether.interp.refusal_direction import save_direction
     from tether.interp.steering import run_steer
     from tether.models.tiny import build_tiny_model
 

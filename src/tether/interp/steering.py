@@ -86,7 +86,7 @@ def load_steering_direction(path: str | Path, feature: int | None = None) -> tup
 
     path = Path(path)
     if not path.is_dir():
-        from tether.interp.refusal_direction import load_direction
+        from tether.interp.direction import load_direction
 
         if not path.is_file():
             raise DataError("no such file (a direction.safetensors or an SAE folder)", file=path)
@@ -136,8 +136,8 @@ def run_steer(config: Any, *, console: Any = None) -> dict[str, Any]:
     from tether.config import dump_config
     from tether.generation.engine import GenerationEngine, SamplingParams
     from tether.interp.activations import instruction_ids, pad_id_of, read_instructions
+    from tether.interp.direction import completion_nll, refusal_rates
     from tether.interp.probes import load_for
-    from tether.interp.refusal_direction import _rates, completion_nll
     from tether.judges.refusal import RefusalJudge
     from tether.runs.folders import check_run_folder, open_run_folder
 
@@ -199,7 +199,7 @@ def run_steer(config: Any, *, console: Any = None) -> dict[str, Any]:
         tokens = sum(n for _, n in nll)
         state["strengths"][key] = {
             "strength": strength,
-            **_rates(block),
+            **refusal_rates(block),
             "loss": sum(s for s, _ in nll) / max(tokens, 1),
             "loss_tokens": tokens,
         }
