@@ -172,6 +172,33 @@ def summary_rows(work: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def rmu_diagnostics(work: Path) -> dict[str, Any]:
+    """Per RMU run: its forget MSE and forget-state norm at the first and last step (from its metrics.jsonl),
+    and how far each trained tensor moved from the taught model, ``||W - W_taught|| / ||W_taught||``."""
+    from safetensors.torch import load_file
+
+    taught = load_file(str(work / "teach" / "model" / "model.safetensors"))
+    out = {}
+    for name, (method, _) in METHODS.items():
+        run = work / f"unlearn-{name}"
+        if method != "rmu" or not (run / "model" / "model.safetensors").is_file():
+            continue
+        metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        weights = load_file(str(run / "model" / "model.safetensors"))
+        moved = {
+            key: round(float((weights[key] - taught[key]).norm() / taught[key].norm()), 4)
+            for key in taught
+            if not bool((weights[key] == taught[key]).all())
+        }
+        first, last = metrics[0], metrics[-1]
+        out[name] = {
+            "forget_mse": [round(first["rmu/forget_mse"], 1), round(last["rmu/forget_mse"], 1)],
+            "forget_norm": [round(first["rmu/forget_norm"], 1), round(last["rmu/forget_norm"], 1)],
+            "relative_change": moved,
+        }
+    return out
+
+
 def _pct(estimate: dict[str, float]) -> str:
     return f"{estimate['value']:.1%} [{estimate['low']:.1%}, {estimate['high']:.1%}]"
 
@@ -270,6 +297,9 @@ def main() -> None:
     write_report(args.work / "report.html", rows)
     print()
     print(table(rows))
+    diagnostics = rmu_diagnostics(args.work)
+    print()
+    print("RMU (first -> last step; trained tensors' relative change):", json.dumps(diagnostics, indent=1))
     print()
     print(
         markdown_table(
@@ -278,7 +308,8 @@ def main() -> None:
     )
     if args.json is not None:
         machine = {"cores": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d")}
-        args.json.write_text(json.dumps({"machine": machine, "rows": rows, "steps": timings}, indent=1))
+        figures = {"machine": machine, "rows": rows, "rmu": diagnostics, "steps": timings}
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

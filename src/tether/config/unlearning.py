@@ -42,8 +42,8 @@ class UnlearnOptions(Options):
     6, which is mlp.down_proj.weight in Llama and Mistral layers); with --lora, those modules' adapters."""
     steering_coeff: float = Field(20.0, gt=0)
     """RMU: c, the norm of the random control vector forget states are pushed to (the authors' default 20;
-    their Zephyr-7B run used 6.5). It must be large against the layer's activation norms: SmolLM2-135M's
-    layer-7 states have norm about 120 (its attention sink about 850), so c 20 moves nothing there."""
+    their Zephyr-7B run used 6.5). It must be large against the layer's activation norms (logged as
+    rmu/forget_norm): SmolLM2-135M's layer-7 states have norm about 120, so c 20 moves nothing there."""
     alpha: float = Field(100.0, ge=0)
     """RMU: weight of the retain loss, the MSE to the frozen model's states (the authors' default 100; their
     Zephyr-7B run used 1200)."""
